@@ -1,0 +1,1 @@
+"""Applications served by trio-router: the reference Pet Store (petstore.py)."""

@@ -1,0 +1,123 @@
+"""App: a route table and the request pipeline as named steps.
+
+Until the OpenAPI compiler lands, routes are registered in code with exact paths; the
+pipeline already has the shape the spec-driven one keeps: route -> apply the operation's
+deadline -> read the body (sync handlers) -> call the handler -> coerce the result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import types
+from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from .http.protocol import HTTPError
+from .http.request import Request
+from .http.response import Response, coerce_response, problem
+
+log = logging.getLogger("trio_router.app")
+
+Handler = Callable[[Request], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    is_async: bool
+    timeout: float | None
+
+
+class App:
+    """Maps (method, path) to handlers. HEAD is answered by GET routes; a path with no route
+    for the method gets 405 with ``Allow``."""
+
+    def __init__(self) -> None:
+        self._paths: dict[str, dict[str, Route]] = {}
+        self._allow: dict[str, str] = {}
+
+    def route(self, method: str, path: str, *, timeout: float | None = None) -> Callable[[Handler], Handler]:
+        """Register ``handler`` for ``method path``; ``timeout`` overrides the server's request deadline."""
+
+        def register(handler: Handler) -> Handler:
+            methods = self._paths.setdefault(path, {})
+            upper = method.upper()
+            if upper in methods:
+                raise ValueError(f"{upper} {path} is registered twice")
+            methods[upper] = Route(upper, path, handler, inspect.iscoroutinefunction(handler), timeout)
+            allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+            self._allow[path] = ", ".join(sorted(allowed))
+            return handler
+
+        return register
+
+    @property
+    def routes(self) -> list[Route]:
+        return [route for methods in self._paths.values() for route in methods.values()]
+
+    async def handle(self, request: Request) -> Response:
+        route = self._route(request)
+        if route.timeout is not None:
+            request.set_operation_timeout(route.timeout)
+        try:
+            if route.is_async:
+                result = await _run_watching_suspension(route.handler(request), request)
+            else:
+                await request.body()  # sync handlers cannot wait for I/O yet: give them the body up front
+                result = route.handler(request)
+            return coerce_response(result)
+        except HTTPError:
+            raise
+        except Exception:
+            log.exception("handler for %s %s failed", route.method, route.path)
+            return problem(500, "the handler failed; the error is in the server log")
+
+    def _route(self, request: Request) -> Route:
+        methods = self._paths.get(request.path)
+        if methods is None:
+            raise HTTPError(404, f"no route for {request.path}", close=False)
+        route = methods.get(request.method)
+        if route is None and request.method == "HEAD":
+            route = methods.get("GET")
+        if route is None:
+            raise _MethodNotAllowed(request.method, self._allow[request.path])
+        return route
+
+
+class _MethodNotAllowed(HTTPError):
+    def __init__(self, method: str, allow: str) -> None:
+        super().__init__(
+            405, f"{method} is not allowed here; allowed: {allow}", close=False, headers=[(b"allow", allow.encode())]
+        )
+
+
+@types.coroutine
+def _run_watching_suspension(coro: Coroutine[Any, Any, Any], request: Request) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` as ``await`` would, telling the connection the first time it suspends.
+
+    A handler that never yields needs neither an armed deadline nor a disconnect watcher;
+    one that does gets both at the moment it first waits, and pays nothing before.
+    """
+    send_value: Any = None
+    error: BaseException | None = None
+    notified = False
+    while True:
+        try:
+            if error is None:
+                trap = coro.send(send_value)
+            else:
+                trap = coro.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        if not notified:
+            notified = True
+            request._connection.handler_suspended()
+        try:
+            send_value = yield trap
+            error = None
+        except BaseException as exc:  # delivered by trio (Cancelled, ...): pass it into the handler
+            send_value, error = None, exc

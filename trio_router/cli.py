@@ -1,0 +1,95 @@
+"""``trio-router run``: flags are generated from the Settings model, errors are one line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import ValidationError
+
+from .http.server import ListenError
+from .runner import AppLoadError, load_app, run_process
+from .settings import Settings
+
+PROG = "trio-router"
+
+
+def configure_logging(who: str = "") -> None:
+    prefix = f"[{who}] " if who else ""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    while get_origin(annotation) is not None:  # Annotated[float, ...]
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    for name, field in Settings.model_fields.items():
+        kind = _scalar_type(field.annotation)
+        help_text = f"{field.description} (default: {field.default}; env TRIO_ROUTER_{name.upper()})"
+        if kind is bool:
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            # Parsed as text and validated by the model, so errors read the same from flags and env.
+            parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="OpenAPI-first HTTP/1.1 server on trio + h11.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="serve the app (default: the reference app in handlers/)")
+    _add_settings_flags(run)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name) is not None}
+    return Settings(**overrides)
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]) if item["loc"] else ""
+        where = f"{_flag(name)} / TRIO_ROUTER_{name.upper()}" if name in Settings.model_fields else "settings"
+        problems.append(f"invalid setting {where}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
+        return 2
+    configure_logging()
+    try:
+        app = load_app(settings.handlers)
+        if settings.workers > 1:
+            from .workers import Supervisor
+
+            return Supervisor(settings).run()
+        return run_process(app, settings)
+    except (ListenError, AppLoadError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""What every connection of one server shares: settings, the app, and the registry the
+shutdown sequence walks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from ..settings import Settings
+from .protocol import DateHeader
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+    from .request import Request
+    from .response import Response
+
+
+class Application(Protocol):
+    """What the HTTP layer needs of an app: turn a request into a response."""
+
+    async def handle(self, request: Request) -> Response: ...
+
+
+@dataclass(eq=False)
+class ServerContext:
+    settings: Settings
+    app: Application
+    spawn_helper: Callable[[Callable[[], object]], None]
+    date: DateHeader = field(default_factory=DateHeader)
+    connections: set[HTTPConnection] = field(default_factory=set)
+    shutting_down: bool = False

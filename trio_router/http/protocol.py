@@ -1,0 +1,113 @@
+"""Sans-IO HTTP/1.1 rules that h11 leaves to the server: checks on a parsed request head,
+classification of h11's parse errors into precise statuses, and the response head.
+
+Everything here is pure and testable without sockets.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+
+import h11
+
+SERVER_HEADER = (b"server", b"trio-router")
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+# Headers a client may use to shorten its own deadline, in seconds (decimal).
+CLIENT_TIMEOUT_HEADERS = (b"request-timeout", b"x-request-timeout")
+
+
+class HTTPError(Exception):
+    """A request we refuse with a precise 4xx; ``close`` says whether the connection must end after it.
+
+    Raised by the HTTP layer (limits, framing) and by apps; the connection turns it into
+    a problem+json response.
+    """
+
+    def __init__(
+        self, status: int, detail: str, *, close: bool = True, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.close = close
+        self.headers = headers or []
+
+
+def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_target_bytes: int) -> HTTPError:
+    """Turn h11's error into the status a client should see.
+
+    h11 reports an oversized head as 431 whatever made it large; when the request line
+    itself has not ended within the target limit, the precise answer is 414.
+    """
+    status = exc.error_status_hint
+    if status == 431:
+        line_end = buffered.find(b"\n")
+        request_line = buffered if line_end < 0 else buffered[:line_end]
+        parts = request_line.split(b" ", 2)
+        if len(parts) >= 2 and len(parts[1]) > max_target_bytes:
+            return HTTPError(414, f"request target longer than {max_target_bytes} bytes")
+        return HTTPError(431, "request head too large")
+    return HTTPError(status, str(exc) or "malformed request")
+
+
+def check_request_head(request: h11.Request, max_target_bytes: int, max_body_bytes: int) -> int | None:
+    """Validate what h11 accepts but a server must refuse. Returns the body length the head
+    declares: 0 without framing headers, None for a chunked body (length unknown).
+
+    Raises ``HTTPError`` for: an oversized target (414), Content-Length together
+    with Transfer-Encoding (400, RFC 9112 6.1: request smuggling), a declared body larger
+    than allowed (413, answered before the body is read or 100-continue is sent).
+    """
+    if len(request.target) > max_target_bytes:
+        raise HTTPError(414, f"request target longer than {max_target_bytes} bytes")
+    content_length: int | None = None
+    chunked = False
+    for name, value in request.headers:
+        if name == b"content-length":
+            content_length = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked and content_length is not None:
+        raise HTTPError(400, "request has both Content-Length and Transfer-Encoding")
+    if content_length is not None and content_length > max_body_bytes:
+        raise HTTPError(413, f"request body of {content_length} bytes exceeds the {max_body_bytes}-byte limit")
+    if chunked:
+        return None
+    return content_length or 0
+
+
+def client_timeout(headers: list[tuple[bytes, bytes]]) -> float:
+    """The deadline a client asked for (``Request-Timeout: 2.5``), or infinity. Malformed -> 400."""
+    for name, value in headers:
+        if name in CLIENT_TIMEOUT_HEADERS:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not (seconds > 0 and math.isfinite(seconds)):
+                raise HTTPError(
+                    400, f"{name.decode()} must be a positive number of seconds", close=False
+                )
+            return seconds
+    return math.inf
+
+
+class DateHeader:
+    """The ``Date`` header, formatted at most once per second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = (b"date", b"")
+
+    def get(self) -> tuple[bytes, bytes]:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = (b"date", formatdate(now, usegmt=True).encode("ascii"))
+        return self._value

@@ -1,0 +1,141 @@
+"""Listening sockets, the accept loop, and the shutdown sequence.
+
+Shutdown, in order: stop accepting and close the listeners; close idle keep-alive
+connections at once; let requests in flight finish (their responses carry
+``connection: close``) until the grace deadline; then cancel what remains, answering 503
+where a response has not started. Connections live in their own nursery, apart from the
+accept loops, so closing the listeners never touches a request.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+from collections.abc import Callable
+
+import trio
+
+from ..settings import Settings
+from .connection import HTTPConnection
+from .context import Application, ServerContext
+
+log = logging.getLogger("trio_router.http")
+
+_ACCEPT_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_ACCEPT_BATCH = 64  # accepts per wake-up, so a connection storm cannot monopolise the loop
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was told to; the message is meant for a human."""
+
+
+def bind_listener(host: str, port: int, backlog: int, reuse_port: bool) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def listener_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class Server:
+    """Serves an app on already-bound listening sockets until ``shutdown()``."""
+
+    def __init__(self, app: Application, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self._shutdown_requested = trio.Event()
+        self._drained = trio.Event()
+        self.context: ServerContext | None = None
+        self.cancelled_requests = 0
+
+    def shutdown(self) -> None:
+        self._shutdown_requested.set()
+
+    async def serve(
+        self, listeners: list[socket.socket], *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+    ) -> bool:
+        """Serve until shutdown; True when every in-flight request finished within the grace period."""
+        async with trio.open_nursery() as helpers:
+            context = ServerContext(self.settings, self.app, spawn_helper=helpers.start_soon)
+            self.context = context
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, connections.start_soon)
+                    task_status.started(self)
+                    await self._shutdown_requested.wait()
+                    acceptors.cancel_scope.cancel()
+                for listener in listeners:
+                    trio.lowlevel.notify_closing(listener)
+                    listener.close()
+                clean = await self._drain(context)
+                # Backstop: cancelled connections answer within the linger timeout.
+                connections.cancel_scope.deadline = trio.current_time() + self.settings.linger_timeout + 1
+            helpers.cancel_scope.cancel()
+        return clean
+
+    async def _drain(self, context: ServerContext) -> bool:
+        context.shutting_down = True
+        in_flight = list(context.connections)
+        for connection in in_flight:
+            connection.begin_shutdown()
+        if context.connections:
+            log.info("draining %d connection(s), up to %gs", len(context.connections), self.settings.shutdown_timeout)
+            with trio.move_on_after(self.settings.shutdown_timeout):
+                await self._drained.wait()
+        remaining = list(context.connections)
+        for connection in remaining:
+            connection.cancel_for_shutdown()
+        self.cancelled_requests = len(remaining)
+        if remaining:
+            log.warning("cancelled %d request(s) still running after the grace period", len(remaining))
+        return not remaining
+
+    async def _accept_loop(self, listener: socket.socket, start_soon: Callable[..., None]) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            for _ in range(_ACCEPT_BATCH):
+                try:
+                    sock, _ = listener.accept()
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno in _ACCEPT_RESOURCE_ERRNOS:
+                        log.error("accept failed (%s); pausing 100 ms", exc.strerror)
+                        await trio.sleep(0.1)
+                        break
+                    if exc.errno == errno.ECONNABORTED:
+                        continue
+                    raise
+                start_soon(self._run_connection, sock)
+
+    async def _run_connection(self, sock: socket.socket) -> None:
+        context = self.context
+        assert context is not None
+        try:
+            await HTTPConnection(sock, context).serve()
+        except Exception:
+            log.exception("connection task failed")
+        finally:
+            if context.shutting_down and not context.connections:
+                self._drained.set()

@@ -1,0 +1,78 @@
+"""Run one server process: load the app, bind, serve, and turn signals into a graceful shutdown."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import signal
+import socket
+import sys
+
+import trio
+
+from .app import App
+from .http.server import Server, bind_listener, listener_url
+from .settings import Settings
+
+log = logging.getLogger("trio_router")
+
+_SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class AppLoadError(Exception):
+    """The handlers module cannot be imported or holds no app; the message is meant for a human."""
+
+
+def load_app(module_name: str) -> App:
+    """Import ``module_name`` (from the working directory first, as users expect) and return its ``app``."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AppLoadError(f"cannot import handlers module {module_name!r}: {exc}") from None
+    app = getattr(module, "app", None)
+    if not isinstance(app, App):
+        raise AppLoadError(f"handlers module {module_name!r} has no `app = trio_router.App()`")
+    return app
+
+
+def run_process(app: App, settings: Settings, listener: socket.socket | None = None, watch_parent: bool = False) -> int:
+    """Serve until SIGINT/SIGTERM. Exit code 0 on a clean drain, 1 if requests had to be cancelled."""
+    if listener is None:
+        listener = bind_listener(settings.host, settings.port, settings.backlog, settings.reuse_port)
+    log.info("listening on %s (pid %d)", listener_url(listener), os.getpid())
+    clean = trio.run(_serve, app, settings, listener, watch_parent)
+    log.info("stopped%s", "" if clean else " after cancelling requests at the grace deadline")
+    return 0 if clean else 1
+
+
+async def _serve(app: App, settings: Settings, listener: socket.socket, watch_parent: bool) -> bool:
+    server = Server(app, settings)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_shutdown_on_signal, server)
+        if watch_parent:
+            nursery.start_soon(_shutdown_when_orphaned, server, os.getppid())
+        clean = await server.serve([listener])
+        nursery.cancel_scope.cancel()
+    return clean
+
+
+async def _shutdown_on_signal(server: Server) -> None:
+    with trio.open_signal_receiver(*_SHUTDOWN_SIGNALS) as signals:
+        async for signum in signals:
+            log.info("%s: draining (send it again to exit at once)", signal.Signals(signum).name)
+            server.shutdown()
+            # The second signal must work even if a handler hogs the interpreter, so it is
+            # left to the kernel's default action rather than to this task.
+            for sig in _SHUTDOWN_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+
+
+async def _shutdown_when_orphaned(server: Server, parent_pid: int) -> None:
+    """A worker whose supervisor died (SIGKILL leaves no time to forward anything) drains itself."""
+    while os.getppid() == parent_pid:
+        await trio.sleep(1)
+    log.warning("supervisor %d is gone: shutting down", parent_pid)
+    server.shutdown()
