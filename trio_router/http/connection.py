@@ -71,6 +71,7 @@ class HTTPConnection:
         self._client_timeout = math.inf
         self._declared_body: int | None = None
         self._body_received = 0
+        self._handler_waits = False
 
     # -- the connection lifecycle ------------------------------------------------------
 
@@ -154,10 +155,12 @@ class HTTPConnection:
         now = trio.current_time()
         self.request_start = now
         self._body_received = 0
+        self._handler_waits = False
         head_only = event.method == b"HEAD"
         try:
+            settings = self.settings
             self._declared_body = check_request_head(
-                event, self.settings.max_target_bytes, self.settings.max_body_bytes
+                event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
             )
             self._client_timeout = client_timeout(event.headers)  # type: ignore[arg-type]
             self.request_deadline = now + min(self.settings.request_timeout, self._client_timeout)
@@ -184,6 +187,9 @@ class HTTPConnection:
 
     def handler_suspended(self) -> None:
         """The handler is about to wait on I/O: its deadline and the disconnect watch now matter."""
+        self._handler_waits = True
+        if self.phase is Phase.BODY:
+            return  # the body reader owns the socket and the deadline; it arms both when done
         self._set_deadline(self.request_deadline)
         self.watcher.arm()
 
@@ -197,12 +203,11 @@ class HTTPConnection:
             return b""
         if conn.they_are_waiting_for_100_continue:
             await self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[])), streaming=False)
-        was_watching = self.watcher.armed
         self.watcher.disarm()
         chunks = await self._receive_body(limit=self.settings.max_body_bytes)
         self.phase = Phase.HANDLER
         self._set_deadline(self.request_deadline)
-        if was_watching:
+        if self._handler_waits:
             self.watcher.arm()
         return b"".join(chunks)
 
@@ -343,12 +348,13 @@ class HTTPConnection:
                 pass
 
     async def _close(self) -> None:
-        """Close, lingering first if the client may still be sending so that it reads our response
-        instead of a reset (bounded in time and bytes)."""
+        """Close. After a response to input we did not read to the end, linger first: discard
+        what the client still sends (bounded in time and bytes) so that it reads our response
+        instead of a reset."""
         transport = self.transport
-        their_state = self.h11.their_state
-        if their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.IDLE) or (
-            their_state is h11.IDLE and self.h11.trailing_data[0]
+        conn = self.h11
+        if conn.our_state in (h11.DONE, h11.MUST_CLOSE) and (
+            conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED) or conn.trailing_data[0]
         ):
             transport.shutdown_write()
             budget = self.settings.max_body_bytes

@@ -54,11 +54,14 @@ def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_targ
     return HTTPError(status, str(exc) or "malformed request")
 
 
-def check_request_head(request: h11.Request, max_target_bytes: int, max_body_bytes: int) -> int | None:
+def check_request_head(
+    request: h11.Request, max_header_bytes: int, max_target_bytes: int, max_body_bytes: int
+) -> int | None:
     """Validate what h11 accepts but a server must refuse. Returns the body length the head
     declares: 0 without framing headers, None for a chunked body (length unknown).
 
-    Raises ``HTTPError`` for: an oversized target (414), Content-Length together
+    Raises ``HTTPError`` for: an oversized head (431: h11 enforces its limit only on a head
+    that arrives in pieces), an oversized target (414), Content-Length together
     with Transfer-Encoding (400, RFC 9112 6.1: request smuggling), a declared body larger
     than allowed (413, answered before the body is read or 100-continue is sent).
     """
@@ -66,11 +69,15 @@ def check_request_head(request: h11.Request, max_target_bytes: int, max_body_byt
         raise HTTPError(414, f"request target longer than {max_target_bytes} bytes")
     content_length: int | None = None
     chunked = False
+    head_bytes = len(request.method) + len(request.target) + 12  # "M T HTTP/1.1\r\n" + final CRLF
     for name, value in request.headers:
+        head_bytes += len(name) + len(value) + 4
         if name == b"content-length":
             content_length = int(value)
         elif name == b"transfer-encoding":
             chunked = True
+    if head_bytes > max_header_bytes:
+        raise HTTPError(431, "request head too large")
     if chunked and content_length is not None:
         raise HTTPError(400, "request has both Content-Length and Transfer-Encoding")
     if content_length is not None and content_length > max_body_bytes:

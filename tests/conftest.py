@@ -1,0 +1,136 @@
+"""Real listening servers and raw-socket clients for the tests.
+
+The client parses responses with h11 in client mode, so the tests read exactly what a
+conforming HTTP client would, byte for byte from a real socket.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import pytest
+import trio
+
+from trio_router import App, Settings
+from trio_router.http.server import Server, bind_listener
+
+
+@dataclass
+class Running:
+    server: Server
+    port: int
+
+    async def connect(self) -> Client:
+        return Client(await trio.open_tcp_stream("127.0.0.1", self.port))
+
+
+@asynccontextmanager
+async def serve(app: App, **settings: Any) -> AsyncIterator[Running]:
+    """A real server on 127.0.0.1:<free port>; shut down (gracefully) on exit."""
+    config = Settings(port=0, **settings)
+    listener = bind_listener(config.host, 0, config.backlog, reuse_port=False)
+    port = listener.getsockname()[1]
+    server = Server(app, config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, [listener])
+        yield Running(server, port)
+        server.shutdown()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    reason: bytes = b""
+    interim: list[int] = field(default_factory=list)
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.body)
+
+
+class Client:
+    """A raw socket plus an h11 client that parses whatever the server sends."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def request(self, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> Reply:
+        await self.send(raw_request(method, path, body, headers))
+        return await self.read_reply(head_only=method == "HEAD")
+
+    async def read_reply(self, head_only: bool = False) -> Reply:
+        conn = self.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        if conn.our_state is h11.IDLE:  # tell h11 a request went out, so it can frame the answer
+            conn.send(h11.Request(method="HEAD" if head_only else "GET", target="/", headers=[("host", "t")]))
+            conn.send(h11.EndOfMessage())
+        interim: list[int] = []
+        head: h11.Response | None = None
+        body = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await self.stream.receive_some(65536))
+            elif type(event) is h11.InformationalResponse:
+                interim.append(event.status_code)
+            elif type(event) is h11.Response:
+                head = event
+            elif type(event) is h11.Data:
+                body += event.data
+            elif type(event) is h11.EndOfMessage:
+                break
+            else:
+                raise AssertionError(f"connection closed before a full response ({event})")
+        assert head is not None
+        headers = {name.decode(): value.decode() for name, value in head.headers}
+        return Reply(head.status_code, headers, body, head.reason, interim)
+
+    async def closed_by_server(self) -> bool:
+        """True when the server closed the connection (EOF or reset), reading what is left.
+        Closes our side too, as a client would, so the server stops lingering."""
+        try:
+            while await self.stream.receive_some(65536):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        await self.stream.aclose()
+        return True
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def raw_request(method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "host: test"]
+    header_list = headers or []
+    lines += [f"{name}: {value}" for name, value in header_list]
+    if body and not any(name.lower() in ("content-length", "transfer-encoding") for name, _ in header_list):
+        lines.append(f"content-length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def server_socket_pair() -> tuple[socket.socket, socket.socket]:
+    """A connected TCP pair on loopback: (server side, client side)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return server, client
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    # Jump only after real idleness, so bytes in flight on loopback are never skipped past.
+    return trio.testing.MockClock(autojump_threshold=0.02)
