@@ -162,6 +162,8 @@ class HTTPConnection:
             self._declared_body = check_request_head(
                 event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
             )
+            if self._declared_body == 0:
+                self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
             self._client_timeout = client_timeout(event.headers)  # type: ignore[arg-type]
             self.request_deadline = now + min(self.settings.request_timeout, self._client_timeout)
             request = Request(self, event.method.decode("ascii"), event.target, event.headers, event.http_version)  # type: ignore[arg-type]
@@ -198,11 +200,8 @@ class HTTPConnection:
         conn = self.h11
         if conn.their_state is not h11.SEND_BODY:
             return b""
-        if self._declared_body == 0:  # the common bodiless request: h11 has its end already
-            conn.next_event()
-            return b""
         if conn.they_are_waiting_for_100_continue:
-            await self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[])), streaming=False)
+            await self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")), streaming=False)
         self.watcher.disarm()
         chunks = await self._receive_body(limit=self.settings.max_body_bytes)
         self.phase = Phase.HANDLER

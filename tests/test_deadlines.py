@@ -1,0 +1,132 @@
+"""Per-request deadlines, client disconnects and Expect: 100-continue."""
+
+from __future__ import annotations
+
+import trio
+
+from tests.apps import Probe, build_app
+from tests.conftest import raw_request, serve
+
+
+async def test_deadline_expiry_is_504_and_the_handler_is_really_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=5) as running:
+        client = await running.connect()
+        start = trio.current_time()
+        reply = await client.request("GET", "/sleep", headers=[])
+        assert reply.status == 504
+        assert reply.headers["content-type"] == "application/problem+json"
+        assert 5 <= trio.current_time() - start < 6
+        assert probe.cancelled == ["sleep"]
+        assert probe.finally_ran == ["sleep"]
+
+
+async def test_operation_timeout_overrides_the_server_default(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve(build_app(Probe()), request_timeout=30) as running:
+        client = await running.connect()
+        start = trio.current_time()
+        assert (await client.request("GET", "/short")).status == 504  # route deadline 0.5 s < its 2 s sleep
+        assert trio.current_time() - start < 1
+        client = await running.connect()
+        assert (await client.request("GET", "/long")).body == b"done in a minute"  # 120 s > server's 30 s
+
+
+async def test_client_header_shortens_but_cannot_extend_the_deadline(autojump_clock: trio.testing.MockClock) -> None:
+    async with serve(build_app(Probe()), request_timeout=10) as running:
+        client = await running.connect()
+        start = trio.current_time()
+        reply = await client.request("GET", "/sleep?20", headers=[("request-timeout", "2.5")])
+        assert reply.status == 504
+        assert 2.5 <= trio.current_time() - start < 3
+        client = await running.connect()
+        start = trio.current_time()
+        reply = await client.request("GET", "/sleep?20", headers=[("x-request-timeout", "1000")])
+        assert reply.status == 504
+        assert 10 <= trio.current_time() - start < 11
+
+
+async def test_handler_that_swallows_cancellation_still_ends_with_504(autojump_clock: trio.testing.MockClock) -> None:
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=3) as running:
+        client = await running.connect()
+        reply = await client.request("GET", "/swallow")
+        assert reply.status == 504
+        assert probe.cancelled == ["swallow"]
+
+
+async def test_cpu_bound_handler_past_its_deadline_is_checked_when_it_returns() -> None:
+    async with serve(build_app(Probe()), request_timeout=0.2) as running:
+        client = await running.connect()
+        reply = await client.request("GET", "/spin?0.4")
+        assert reply.status == 504
+
+
+async def test_client_disconnect_cancels_the_request() -> None:
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=60) as running:
+        client = await running.connect()
+        await client.send(raw_request("GET", "/sleep"))
+        await probe.started.wait()
+        await client.aclose()
+        with trio.fail_after(5):
+            while not probe.finally_ran:
+                await trio.sleep(0.01)
+        assert probe.cancelled == ["sleep"]
+        assert running.server.context is not None
+        with trio.fail_after(5):
+            while running.server.context.connections:
+                await trio.sleep(0.01)
+
+
+async def test_pipelined_input_during_a_slow_request_is_not_mistaken_for_a_disconnect() -> None:
+    probe = Probe()
+    async with serve(build_app(probe)) as running:
+        client = await running.connect()
+        await client.send(raw_request("GET", "/wait"))
+        await probe.started.wait()
+        await client.send(raw_request("GET", "/hello"))
+        await trio.sleep(0.1)
+        probe.release.set()
+        assert (await client.read_reply()).body == b"released"
+        assert (await client.read_reply()).json() == {"hello": "world"}
+
+
+async def test_100_continue_is_sent_only_when_the_handler_reads_the_body() -> None:
+    probe = Probe()
+    async with serve(build_app(probe)) as running:
+        client = await running.connect()
+        await client.send(raw_request("POST", "/echo", headers=[("expect", "100-continue"), ("content-length", "5")]))
+        # Nothing else is sent before the 100: the handler asked for the body.
+        assert await client.stream.receive_some(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await client.send(b"hello")
+        reply = await client.read_reply()
+        assert reply.body == b"hello"
+        assert probe.bodies == [b"hello"]
+
+
+async def test_error_before_the_body_is_read_sends_no_100_and_closes() -> None:
+    probe = Probe()
+    async with serve(build_app(probe), max_body_bytes=10) as running:
+        client = await running.connect()
+        # 413: decided from the head alone.
+        await client.send(raw_request("POST", "/echo", headers=[("expect", "100-continue"), ("content-length", "50")]))
+        reply = await client.read_reply()
+        assert (reply.status, reply.interim) == (413, [])
+        assert await client.closed_by_server()
+        # A handler that answers without reading: no 100, and the unread body closes the connection.
+        client = await running.connect()
+        await client.send(raw_request("POST", "/ignore-body", headers=[("expect", "100-continue"), ("content-length", "5")]))
+        reply = await client.read_reply()
+        assert (reply.status, reply.interim) == (200, [])
+        assert reply.headers["connection"] == "close"
+        assert await client.closed_by_server()
+
+
+async def test_small_unread_body_is_drained_and_the_connection_kept() -> None:
+    async with serve(build_app(Probe())) as running:
+        client = await running.connect()
+        reply = await client.request("POST", "/ignore-body", b"x" * 1000)
+        assert "connection" not in reply.headers
+        assert (await client.request("GET", "/hello")).status == 200
