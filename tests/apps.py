@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import trio
+import trio.lowlevel
 
 from trio_router import App, Request, Response
 
@@ -19,6 +20,7 @@ class Probe:
     started: trio.Event = field(default_factory=trio.Event)
     release: trio.Event = field(default_factory=trio.Event)
     finally_ran: list[str] = field(default_factory=list)
+    finished: trio.Event = field(default_factory=trio.Event)
     cancelled: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
 
@@ -52,6 +54,7 @@ def build_app(probe: Probe) -> App:
             raise
         finally:
             probe.finally_ran.append("sleep")
+            probe.finished.set()
 
     @app.route("GET", "/wait")
     async def wait(request: Request) -> str:
@@ -97,7 +100,7 @@ def build_app(probe: Probe) -> App:
         async def chunks() -> AsyncIterator[bytes]:
             for part in (b"one,", b"two,", b"three"):
                 yield part
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
 
         return Response(stream=chunks(), headers=[("content-type", "text/plain")])
 

@@ -66,7 +66,9 @@ class Client:
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
-    async def request(self, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None) -> Reply:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: list[tuple[str, str]] | None = None
+    ) -> Reply:
         await self.send(raw_request(method, path, body, headers))
         return await self.read_reply(head_only=method == "HEAD")
 

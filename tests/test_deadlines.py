@@ -71,12 +71,11 @@ async def test_client_disconnect_cancels_the_request() -> None:
         await probe.started.wait()
         await client.aclose()
         with trio.fail_after(5):
-            while not probe.finally_ran:
-                await trio.sleep(0.01)
+            await probe.finished.wait()
         assert probe.cancelled == ["sleep"]
         assert running.server.context is not None
         with trio.fail_after(5):
-            while running.server.context.connections:
+            while running.server.context.connections:  # noqa: ASYNC110 (the registry has no event)
                 await trio.sleep(0.01)
 
 
@@ -117,7 +116,9 @@ async def test_error_before_the_body_is_read_sends_no_100_and_closes() -> None:
         assert await client.closed_by_server()
         # A handler that answers without reading: no 100, and the unread body closes the connection.
         client = await running.connect()
-        await client.send(raw_request("POST", "/ignore-body", headers=[("expect", "100-continue"), ("content-length", "5")]))
+        await client.send(
+            raw_request("POST", "/ignore-body", headers=[("expect", "100-continue"), ("content-length", "5")])
+        )
         reply = await client.read_reply()
         assert (reply.status, reply.interim) == (200, [])
         assert reply.headers["connection"] == "close"

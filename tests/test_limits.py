@@ -193,7 +193,12 @@ async def test_malformed_client_timeout_header_is_400_and_keeps_the_connection()
 
 async def test_garbage_gets_an_answer_or_a_close_never_a_hang(autojump_clock: trio.testing.MockClock) -> None:
     async with serve(build_app(Probe())) as running:
-        for garbage in (b"\x00\xff\x10\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"\r\n" * 100, b"GET /\x7f HTTP/1.1\r\n\r\n"):
+        for garbage in (
+            b"\x00\xff\x10\r\n\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+            b"\r\n" * 100,
+            b"GET /\x7f HTTP/1.1\r\n\r\n",
+        ):
             client = await running.connect()
             await client.send(garbage)
             with trio.fail_after(60):

@@ -98,7 +98,9 @@ async def test_response_is_one_coalesced_send_on_a_nodelay_socket() -> None:
     context = ServerContext(Settings(), build_app(Probe()), spawn_helper=lambda fn: None)
     connection = HTTPConnection(counted, context)
     assert counted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-    client_side.sendall(raw_request("GET", "/hello") * 2 + b"GET /hello HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
+    client_side.sendall(
+        raw_request("GET", "/hello") * 2 + b"GET /hello HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+    )
     await connection.serve()
     received = b""
     while chunk := client_side.recv(65536):

@@ -42,8 +42,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
         kind = _scalar_type(field.annotation)
         help_text = f"{field.description} (default: {field.default}; env TRIO_ROUTER_{name.upper()})"
         if kind is bool:
-            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            parser.add_argument(
+                _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
             # Parsed as text and validated by the model, so errors read the same from flags and env.
             parser.add_argument(_flag(name), dest=name, default=None, metavar=name.upper(), help=help_text)

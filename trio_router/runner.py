@@ -72,7 +72,7 @@ async def _shutdown_on_signal(server: Server) -> None:
 
 async def _shutdown_when_orphaned(server: Server, parent_pid: int) -> None:
     """A worker whose supervisor died (SIGKILL leaves no time to forward anything) drains itself."""
-    while os.getppid() == parent_pid:
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 (no event exists for "my parent died")
         await trio.sleep(1)
     log.warning("supervisor %d is gone: shutting down", parent_pid)
     server.shutdown()

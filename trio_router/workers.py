@@ -52,8 +52,9 @@ class Supervisor:
     def run(self) -> int:
         reservation, port = reserve_port(self.settings)
         worker_settings = self.settings.model_copy(update={"port": port, "workers": 1, "reuse_port": True})
-        log.info("supervisor %d starting %d workers on %s:%d", os.getpid(), self.settings.workers,
-                 self.settings.host, port)
+        log.info(
+            "supervisor %d starting %d workers on %s:%d", os.getpid(), self.settings.workers, self.settings.host, port
+        )
         try:
             trio.run(self._supervise, worker_settings.model_dump_json())
         finally:
@@ -96,8 +97,11 @@ class Supervisor:
             async for signum in signals:
                 if not self.stopping:
                     self.stopping = True
-                    log.info("%s: draining %d workers (send it again to kill them)",
-                             signal.Signals(signum).name, len(self.processes))
+                    log.info(
+                        "%s: draining %d workers (send it again to kill them)",
+                        signal.Signals(signum).name,
+                        len(self.processes),
+                    )
                     for process in list(self.processes.values()):
                         process.send_signal(signal.SIGTERM)
                 else:

@@ -21,7 +21,7 @@ import h11
 import trio
 
 from .context import ServerContext
-from .protocol import HTTPError, REASONS, SERVER_HEADER, check_request_head, classify_parse_error, client_timeout
+from .protocol import REASONS, SERVER_HEADER, HTTPError, check_request_head, classify_parse_error, client_timeout
 from .request import Request
 from .response import Response, problem
 from .transport import PeerGone, SendTimeout, Transport
@@ -117,8 +117,9 @@ class HTTPConnection:
                 return None
             self.phase = Phase.IDLE
             now = trio.current_time()
-            self._set_deadline(self.accepted_at + self.settings.header_timeout if first else
-                               now + self.settings.keepalive_timeout)
+            self._set_deadline(
+                self.accepted_at + self.settings.header_timeout if first else now + self.settings.keepalive_timeout
+            )
             data = await self.transport.recv(self.settings.receive_bytes)
             if not data:
                 return None
@@ -201,7 +202,9 @@ class HTTPConnection:
         if conn.their_state is not h11.SEND_BODY:
             return b""
         if conn.they_are_waiting_for_100_continue:
-            await self._write(conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")), streaming=False)
+            await self._write(
+                conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")), streaming=False
+            )
         self.watcher.disarm()
         chunks = await self._receive_body(limit=self.settings.max_body_bytes)
         self.phase = Phase.HANDLER
@@ -231,7 +234,7 @@ class HTTPConnection:
                 self._body_received += len(event.data)
                 if self._body_received > limit:
                     raise HTTPError(413, f"request body exceeds the {self.settings.max_body_bytes}-byte limit")
-                chunks.append(event.data)  # type: ignore[arg-type]
+                chunks.append(event.data)
             else:  # EndOfMessage
                 return chunks
 

@@ -3,12 +3,12 @@ shutdown sequence walks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..settings import Settings
 from .protocol import DateHeader
+from .watcher import Spawn
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -26,7 +26,7 @@ class Application(Protocol):
 class ServerContext:
     settings: Settings
     app: Application
-    spawn_helper: Callable[[Callable[[], object]], None]
+    spawn_helper: Spawn
     date: DateHeader = field(default_factory=DateHeader)
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False

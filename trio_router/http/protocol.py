@@ -96,9 +96,7 @@ def client_timeout(headers: list[tuple[bytes, bytes]]) -> float:
             except ValueError:
                 seconds = math.nan
             if not (seconds > 0 and math.isfinite(seconds)):
-                raise HTTPError(
-                    400, f"{name.decode()} must be a positive number of seconds", close=False
-                )
+                raise HTTPError(400, f"{name.decode()} must be a positive number of seconds", close=False)
             return seconds
     return math.inf
 

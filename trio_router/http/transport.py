@@ -87,18 +87,18 @@ class Transport:
             raise PeerGone(str(exc)) from exc
         return memoryview(data)[sent:] if sent < len(data) else None
 
-    async def send_rest(self, view: memoryview, timeout: float) -> None:
+    async def send_rest(self, view: memoryview, stall_seconds: float) -> None:
         """Finish a send the kernel could not take at once; ``SendTimeout`` if the client
-        accepts nothing for ``timeout`` seconds."""
+        accepts nothing for ``stall_seconds``."""
         sock = self.sock
         try:
             while view:
-                with trio.move_on_after(timeout) as scope:
+                with trio.move_on_after(stall_seconds) as scope:
                     await trio.lowlevel.wait_writable(sock)
                 if scope.cancelled_caught:
-                    raise SendTimeout(f"client read nothing for {timeout:g}s")
+                    raise SendTimeout(f"client read nothing for {stall_seconds:g}s")
                 try:
-                    view = view[sock.send(view):]
+                    view = view[sock.send(view) :]
                 except BlockingIOError:
                     pass
         except OSError as exc:

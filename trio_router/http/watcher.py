@@ -10,7 +10,7 @@ request; pipelined input means the client is alive and there is nothing more to 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -18,7 +18,7 @@ from .transport import Transport
 
 log = logging.getLogger("trio_router.http")
 
-Spawn = Callable[[Callable[[], object]], None]
+Spawn = Callable[[Callable[[], Awaitable[object]]], None]
 
 
 class DisconnectWatcher:

@@ -1,0 +1,130 @@
+"""Side-by-side throughput: trio-router against the bare trio + h11 floor, in one run.
+
+    python stress/bench.py [--duration 10] [--connections 64] [--rounds 3]
+
+Both servers answer GET /health with the same bytes. They run one at a time, pinned to
+CPU 0 while wrk runs on CPU 1 (when taskset exists), alternating over several rounds so
+drift on a noisy 2-core box hits both alike; the table reports medians and the ratio.
+Benchmarks are not tests: nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PATH = "/health"
+
+
+@dataclass
+class Sample:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _pinned(cpu: int, command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") else command
+
+
+def _wait_listening(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def _to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(port: int, connections: int, duration: float) -> Sample:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", f"http://127.0.0.1:{port}{PATH}"]
+    output = subprocess.run(_pinned(1, command), capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _to_ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", output)
+    if errors:
+        print(f"  wrk reported: {errors.group(0)}", file=sys.stderr)
+    return Sample(rps, p50, p99)
+
+
+SERVERS = {
+    "trio + h11 floor": lambda port: [sys.executable, str(ROOT / "stress" / "floor.py"), str(port)],
+    "trio-router": lambda port: [
+        sys.executable,
+        "-m",
+        "trio_router",
+        "run",
+        "--port",
+        str(port),
+        "--handlers",
+        "handlers.petstore",
+    ],
+}
+
+
+def measure(name: str, connections: int, duration: float) -> Sample:
+    port = _free_port()
+    process = subprocess.Popen(
+        _pinned(0, SERVERS[name](port)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_listening(port)
+        run_wrk(port, connections, 2)  # warm-up
+        return run_wrk(port, connections, duration)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian package)")
+
+    samples: dict[str, list[Sample]] = {name: [] for name in SERVERS}
+    for round_number in range(1, args.rounds + 1):
+        for name in SERVERS:
+            sample = measure(name, args.connections, args.duration)
+            samples[name].append(sample)
+            print(f"round {round_number}: {name}: {sample.rps:,.0f} req/s", file=sys.stderr)
+
+    floor = statistics.median(s.rps for s in samples["trio + h11 floor"])
+    print(f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, GET {PATH}, median of {args.rounds} rounds\n")
+    print("| server | req/s | p50 ms | p99 ms | ratio to floor |")
+    print("|---|---:|---:|---:|---:|")
+    for name, runs in samples.items():
+        rps = statistics.median(s.rps for s in runs)
+        p50 = statistics.median(s.p50_ms for s in runs)
+        p99 = statistics.median(s.p99_ms for s in runs)
+        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rps / floor:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""`trio-router run` as a user runs it: a real process, real signals, real HTTP clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+class ServerProcess:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trio_router", "run", "--port", "0", *args],
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if match := re.search(pattern, line):
+                    return match
+            if self.process.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r}; got:\n{''.join(self.lines)}")
+
+    def url(self) -> str:
+        return self.wait_for_log(r"(http://127\.0\.0\.1:\d+)").group(1)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+@contextmanager
+def running(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    server = ServerProcess(*args, env=env)
+    try:
+        yield server
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait()
+
+
+def test_run_serves_the_reference_app_and_drains_on_sigterm() -> None:
+    with running() as server:
+        url = server.url()
+        reply = httpx.get(url + "/health")
+        assert reply.status_code == 200
+        assert reply.json() == {"status": "ok"}
+        created = httpx.post(url + "/pets", json={"name": "Tom"})
+        assert created.status_code == 201
+        assert server.stop() == 0
+        assert any("draining" in line for line in server.lines)
+        assert not any("Traceback" in line for line in server.lines)
+
+
+def test_in_flight_request_finishes_during_drain_with_connection_close() -> None:
+    with running("--handlers", "tests.cli_app") as server:
+        url = server.url()
+        result: dict[str, httpx.Response] = {}
+
+        def call() -> None:
+            result["reply"] = httpx.get(url + "/sleep?1", timeout=10)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        thread.join(10)
+        assert result["reply"].text == "slept"
+        assert result["reply"].headers["connection"] == "close"
+        assert server.process.wait(10) == 0
+
+
+def test_second_signal_forces_exit() -> None:
+    with running("--handlers", "tests.cli_app", "--shutdown-timeout", "60") as server:
+        url = server.url()
+
+        def doomed_call() -> None:
+            with contextlib.suppress(httpx.TransportError):  # the server is killed under it
+                httpx.get(url + "/sleep?60", timeout=70)
+
+        thread = threading.Thread(target=doomed_call, daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for_log("draining")
+        time.sleep(0.2)
+        assert server.process.poll() is None  # still draining the 60 s request
+        assert server.stop(signal.SIGTERM, timeout=5) == -signal.SIGTERM
+
+
+def test_busy_port_is_one_clear_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "trio_router", "run", "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"trio-router: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--port", "70000"], {}, "invalid setting --port / TRIO_ROUTER_PORT"),
+        (["--request-timeout", "soon"], {}, "invalid setting --request-timeout"),
+        ([], {"TRIO_ROUTER_WORKERS": "0"}, "invalid setting --workers / TRIO_ROUTER_WORKERS"),
+        (["--handlers", "no_such_module"], {}, "cannot import handlers module 'no_such_module'"),
+    ],
+)
+def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_router", "run", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_environment_sets_and_the_flag_wins() -> None:
+    env = {"TRIO_ROUTER_MAX_BODY_BYTES": "10", "TRIO_ROUTER_KEEPALIVE_TIMEOUT": "7"}
+    with running(env=env) as server:
+        assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 413
+        server.stop()
+    with running("--max-body-bytes", "1000", env=env) as server:
+        assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 201
+        server.stop()
+
+
+def _pids(url: str, count: int) -> set[int]:
+    pids = set()
+    for _ in range(count):
+        with httpx.Client() as client:  # a new connection each time, so the kernel picks a worker
+            pids.add(client.get(url + "/pid").json()["pid"])
+    return pids
+
+
+def test_workers_share_the_port_restart_after_a_crash_and_drain_on_sigterm() -> None:
+    with running("--handlers", "tests.cli_app", "--workers", "2") as server:
+        port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(2):
+            server.wait_for_log(r"worker \d\] .*listening")
+        deadline = time.monotonic() + 20
+        pids: set[int] = set()
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids |= _pids(url, 20)
+        assert len(pids) == 2, "both workers should get connections"
+        assert server.process.pid not in pids
+
+        victim = pids.pop()
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for_log("restarting")
+        deadline = time.monotonic() + 20
+        fresh: set[int] = set()
+        while time.monotonic() < deadline and not (fresh - pids - {victim}):
+            try:
+                fresh |= _pids(url, 10)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert fresh - pids - {victim}, "a new worker replaced the killed one"
+        assert victim not in _pids(url, 10)
+        assert server.stop() == 0

@@ -1,0 +1,68 @@
+"""The settings model, its generated reference, and the sans-IO protocol helpers."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h11
+import pytest
+from pydantic import ValidationError
+
+from trio_router.docgen import render
+from trio_router.http.protocol import HTTPError, check_request_head, classify_parse_error, client_timeout
+from trio_router.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_configuration_reference_matches_the_model() -> None:
+    assert (ROOT / "docs" / "configuration.md").read_text() == render(), "run `nox -s docs`"
+
+
+def test_environment_overrides_defaults_and_init_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIO_ROUTER_PORT", "9000")
+    assert Settings().port == 9000
+    assert Settings(port=9100).port == 9100
+
+
+def test_target_limit_must_fit_in_the_head_limit() -> None:
+    with pytest.raises(ValidationError, match="max_target_bytes"):
+        Settings(max_header_bytes=1000, max_target_bytes=2000)
+
+
+def _request(*headers: tuple[str, str], target: str = "/") -> h11.Request:
+    return h11.Request(method="POST", target=target, headers=[("host", "a"), *headers])
+
+
+def test_check_request_head_statuses() -> None:
+    assert check_request_head(_request(), 1000, 100, 10) == 0
+    assert check_request_head(_request(("content-length", "7")), 1000, 100, 10) == 7
+    assert check_request_head(_request(("transfer-encoding", "chunked")), 1000, 100, 10) is None
+    cases = [
+        (_request(target="/" + "a" * 200), 414),
+        (_request(("x", "a" * 2000)), 431),
+        (_request(("content-length", "11")), 413),
+        (_request(("content-length", "1"), ("transfer-encoding", "chunked")), 400),
+    ]
+    for request, status in cases:
+        with pytest.raises(HTTPError) as raised:
+            check_request_head(request, 1000, 100, 10)
+        assert raised.value.status == status
+
+
+def test_parse_error_with_an_endless_request_line_is_414() -> None:
+    error = h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
+    assert classify_parse_error(error, b"GET /" + b"a" * 5000, 1000).status == 414
+    assert classify_parse_error(error, b"GET / HTTP/1.1\r\nx: " + b"a" * 5000, 1000).status == 431
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"0", b"nan", b"inf"])
+def test_client_timeout_rejects_nonsense(value: bytes) -> None:
+    with pytest.raises(HTTPError):
+        client_timeout([(b"request-timeout", value)])
+
+
+def test_client_timeout_parses_seconds() -> None:
+    assert client_timeout([(b"x-request-timeout", b"2.5")]) == 2.5
+    assert client_timeout([(b"other", b"1")]) == math.inf

@@ -1,0 +1,37 @@
+"""Generate docs/configuration.md from the Settings model, so the reference cannot drift.
+
+python -m trio_router.docgen docs/configuration.md
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .settings import Settings
+
+HEADER = """# Configuration reference
+
+Generated from `trio_router/settings.py` by `python -m trio_router.docgen docs/configuration.md`
+(or `nox -s docs`); a test fails if this file and the model disagree.
+
+Precedence: defaults < `TRIO_ROUTER_*` environment variables < command-line flags. An invalid
+value stops startup with one line naming the setting and the reason.
+
+| setting | flag | environment | default | meaning |
+|---|---|---|---|---|
+"""
+
+
+def render() -> str:
+    rows = []
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        default = "" if field.default is None else f"`{field.default}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| {name} | `{flag}` | `TRIO_ROUTER_{name.upper()}` | {default} | {description} |")
+    return HEADER + "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1], "w", encoding="utf-8") as out:
+        out.write(render())
