@@ -104,6 +104,19 @@ def build_app(probe: Probe) -> App:
 
         return Response(stream=chunks(), headers=[("content-type", "text/plain")])
 
+    @app.route("GET", "/endless")
+    async def endless(request: Request) -> Response:
+        async def ticks() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"tick\n"
+                    await trio.sleep(1)
+            finally:
+                probe.finally_ran.append("endless")
+                probe.finished.set()
+
+        return Response(stream=ticks())
+
     @app.route("GET", "/big")
     def big(request: Request) -> bytes:
         return b"x" * int(request.query_string.decode())

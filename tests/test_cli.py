@@ -141,6 +141,7 @@ def test_busy_port_is_one_clear_line() -> None:
         (["--request-timeout", "soon"], {}, "invalid setting --request-timeout"),
         ([], {"TRIO_ROUTER_WORKERS": "0"}, "invalid setting --workers / TRIO_ROUTER_WORKERS"),
         (["--handlers", "no_such_module"], {}, "cannot import handlers module 'no_such_module'"),
+        (["--bogus"], {}, "unrecognized arguments: --bogus"),
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:

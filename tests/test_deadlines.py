@@ -75,8 +75,37 @@ async def test_client_disconnect_cancels_the_request() -> None:
         assert probe.cancelled == ["sleep"]
         assert running.server.context is not None
         with trio.fail_after(5):
-            while running.server.context.connections:  # noqa: ASYNC110 (the registry has no event)
-                await trio.sleep(0.01)
+            while running.server.context.connections or running.server.helper_tasks:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # neither the connection nor its watcher task outlives the client
+
+
+async def test_streamed_response_is_cut_at_the_deadline_and_its_producer_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=5) as running:
+        client = await running.connect()
+        await client.send(raw_request("GET", "/endless"))
+        start = trio.current_time()
+        received = b""
+        while chunk := await client.stream.receive_some(65536):
+            received += chunk
+        assert 5 <= trio.current_time() - start < 6
+        assert received.startswith(b"HTTP/1.1 200 ")
+        assert received.count(b"tick") in (5, 6)
+        assert not received.endswith(b"0\r\n\r\n")  # aborted, not a clean end of the chunked body
+        assert probe.finally_ran == ["endless"]
+
+
+async def test_client_leaving_a_stream_closes_its_producer() -> None:
+    probe = Probe()
+    async with serve(build_app(probe)) as running:
+        client = await running.connect()
+        await client.send(raw_request("GET", "/endless"))
+        assert b"tick" in await client.stream.receive_some(65536)
+        await client.aclose()
+        with trio.fail_after(5):
+            await probe.finished.wait()
 
 
 async def test_pipelined_input_during_a_slow_request_is_not_mistaken_for_a_disconnect() -> None:

@@ -223,5 +223,6 @@ def test_random_bytes_never_crash_or_hang_the_server(data: bytes, split: int) ->
             await trio.sleep(1)  # virtual time: lingering closes finish
             assert running.server.context is not None
             assert not running.server.context.connections, "a connection outlived its client"
+            assert running.server.helper_tasks == 0
 
     trio.run(scenario, clock=trio.testing.MockClock(autojump_threshold=0.01))

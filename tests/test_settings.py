@@ -36,9 +36,13 @@ def _request(*headers: tuple[str, str], target: str = "/") -> h11.Request:
 
 
 def test_check_request_head_statuses() -> None:
-    assert check_request_head(_request(), 1000, 100, 10) == 0
-    assert check_request_head(_request(("content-length", "7")), 1000, 100, 10) == 7
-    assert check_request_head(_request(("transfer-encoding", "chunked")), 1000, 100, 10) is None
+    assert check_request_head(_request(), 1000, 100, 10) == (0, None)
+    assert check_request_head(_request(("content-length", "7")), 1000, 100, 10) == (7, None)
+    assert check_request_head(_request(("transfer-encoding", "chunked")), 1000, 100, 10)[0] is None
+    timeout_header = (b"x-request-timeout", b"2.5")
+    assert check_request_head(_request(("x-request-timeout", "2.5")), 1000, 100, 10) == (0, timeout_header)
+    assert client_timeout(timeout_header) == 2.5
+    assert client_timeout(None) == math.inf
     cases = [
         (_request(target="/" + "a" * 200), 414),
         (_request(("x", "a" * 2000)), 431),
@@ -60,9 +64,4 @@ def test_parse_error_with_an_endless_request_line_is_414() -> None:
 @pytest.mark.parametrize("value", [b"abc", b"-1", b"0", b"nan", b"inf"])
 def test_client_timeout_rejects_nonsense(value: bytes) -> None:
     with pytest.raises(HTTPError):
-        client_timeout([(b"request-timeout", value)])
-
-
-def test_client_timeout_parses_seconds() -> None:
-    assert client_timeout([(b"x-request-timeout", b"2.5")]) == 2.5
-    assert client_timeout([(b"other", b"1")]) == math.inf
+        client_timeout((b"request-timeout", value))

@@ -32,6 +32,7 @@ log = logging.getLogger("trio_router.http")
 _CLOSE = (b"connection", b"close")
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CAN_RESPOND = (h11.IDLE, h11.SEND_RESPONSE)
+_DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-arm per request
 # Sent raw when h11 refuses what the app produced (e.g. a header with a newline): the
 # state machine is then in ERROR and cannot serialise anything else.
 _RAW_500 = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -116,11 +117,11 @@ class HTTPConnection:
             if self.closing or self.context.shutting_down:
                 return None
             self.phase = Phase.IDLE
-            now = trio.current_time()
-            self._set_deadline(
-                self.accepted_at + self.settings.header_timeout if first else now + self.settings.keepalive_timeout
-            )
-            data = await self.transport.recv(self.settings.receive_bytes)
+            if first:
+                self._set_deadline(self.accepted_at + self.settings.header_timeout)
+            else:
+                self._extend_deadline(trio.current_time() + self.settings.keepalive_timeout)
+            data = await self.transport.recv_next(self.settings.receive_bytes)
             if not data:
                 return None
             self.phase = Phase.HEAD
@@ -160,12 +161,12 @@ class HTTPConnection:
         head_only = event.method == b"HEAD"
         try:
             settings = self.settings
-            self._declared_body = check_request_head(
+            self._declared_body, timeout_header = check_request_head(
                 event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
             )
             if self._declared_body == 0:
                 self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
-            self._client_timeout = client_timeout(event.headers)  # type: ignore[arg-type]
+            self._client_timeout = client_timeout(timeout_header)
             self.request_deadline = now + min(self.settings.request_timeout, self._client_timeout)
             request = Request(self, event.method.decode("ascii"), event.target, event.headers, event.http_version)  # type: ignore[arg-type]
             response = await self.context.app.handle(request)
@@ -288,30 +289,51 @@ class HTTPConnection:
     async def _send_stream(self, head: bytes, response: Response, head_only: bool) -> None:
         """A body of unknown length: chunked, one send per chunk, under the request's deadline."""
         conn = self.h11
+        stream = response.stream
+        assert stream is not None
         self.phase = Phase.SEND
         self._set_deadline(self.request_deadline)
-        await self._write(head, streaming=True)
-        assert response.stream is not None
-        if not head_only:
-            self.watcher.arm()  # the producer may sit idle for long: notice a client that leaves
-            async for chunk in response.stream:
-                if chunk:
-                    await self._write(conn.send(h11.Data(data=chunk)), streaming=True)
-            self.watcher.disarm()
-        await self._write(conn.send(h11.EndOfMessage()), streaming=True)
+        try:
+            await self._write(head, streaming=True)
+            if not head_only:
+                self.watcher.arm()  # the producer may sit idle for long: notice a client that leaves
+                async for chunk in stream:
+                    if chunk:
+                        await self._write(conn.send(h11.Data(data=chunk)), streaming=True)
+                self.watcher.disarm()
+            await self._write(conn.send(h11.EndOfMessage()), streaming=True)
+        finally:
+            await self._close_producer(stream)
+
+    async def _close_producer(self, stream: object) -> None:
+        """Run a generator's ``finally`` now (deadline, disconnect, send error), not at GC time."""
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + self.settings.linger_timeout):
+                await aclose()
 
     async def _write(self, data: bytes, streaming: bool) -> None:
         """Send bytes; only a send that would block pays for a timeout."""
-        rest = self.transport.send_nowait(data)
-        if rest:
-            if not streaming:
-                self._set_deadline(math.inf)  # the handler is done: only the send timeout applies now
-            await self.transport.send_rest(rest, self.settings.send_timeout)
+        try:
+            rest = self.transport.send_nowait(data)
+            if rest:
+                if not streaming:
+                    self._set_deadline(math.inf)  # the handler is done: only the send timeout applies now
+                await self.transport.send_rest(rest, self.settings.send_timeout)
+        except BaseException:
+            self.h11.send_failed()  # h11's rule: the state machine must not believe the bytes went out
+            raise
 
     # -- cancellation, shutdown, closing -------------------------------------------
 
     def _set_deadline(self, deadline: float) -> None:
         if self.scope.deadline != deadline:
+            self.scope.deadline = deadline
+
+    def _extend_deadline(self, deadline: float) -> None:
+        """Like ``_set_deadline``, but a deadline up to ``_DEADLINE_SLACK`` earlier is left alone:
+        re-arming on every keep-alive request costs more than a slightly early idle close."""
+        if not 0 <= deadline - self.scope.deadline < _DEADLINE_SLACK:
             self.scope.deadline = deadline
 
     def _client_disconnected(self) -> None:

@@ -56,9 +56,12 @@ def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_targ
 
 def check_request_head(
     request: h11.Request, max_header_bytes: int, max_target_bytes: int, max_body_bytes: int
-) -> int | None:
-    """Validate what h11 accepts but a server must refuse. Returns the body length the head
-    declares: 0 without framing headers, None for a chunked body (length unknown).
+) -> tuple[int | None, tuple[bytes, bytes] | None]:
+    """Validate what h11 accepts but a server must refuse, in one pass over the headers.
+
+    Returns the body length the head declares (0 without framing headers, None for a chunked
+    body) and the client's deadline header, if any, for ``client_timeout`` to parse once the
+    framing is settled (so a bad value is a 400 that keeps the connection).
 
     Raises ``HTTPError`` for: an oversized head (431: h11 enforces its limit only on a head
     that arrives in pieces), an oversized target (414), Content-Length together
@@ -70,12 +73,15 @@ def check_request_head(
     content_length: int | None = None
     chunked = False
     head_bytes = len(request.method) + len(request.target) + 12  # "M T HTTP/1.1\r\n" + final CRLF
+    timeout_header = None
     for name, value in request.headers:
         head_bytes += len(name) + len(value) + 4
         if name == b"content-length":
             content_length = int(value)
         elif name == b"transfer-encoding":
             chunked = True
+        elif name in CLIENT_TIMEOUT_HEADERS:
+            timeout_header = (name, value)
     if head_bytes > max_header_bytes:
         raise HTTPError(431, "request head too large")
     if chunked and content_length is not None:
@@ -83,22 +89,23 @@ def check_request_head(
     if content_length is not None and content_length > max_body_bytes:
         raise HTTPError(413, f"request body of {content_length} bytes exceeds the {max_body_bytes}-byte limit")
     if chunked:
-        return None
-    return content_length or 0
+        return None, timeout_header
+    return content_length or 0, timeout_header
 
 
-def client_timeout(headers: list[tuple[bytes, bytes]]) -> float:
-    """The deadline a client asked for (``Request-Timeout: 2.5``), or infinity. Malformed -> 400."""
-    for name, value in headers:
-        if name in CLIENT_TIMEOUT_HEADERS:
-            try:
-                seconds = float(value)
-            except ValueError:
-                seconds = math.nan
-            if not (seconds > 0 and math.isfinite(seconds)):
-                raise HTTPError(400, f"{name.decode()} must be a positive number of seconds", close=False)
-            return seconds
-    return math.inf
+def client_timeout(header: tuple[bytes, bytes] | None) -> float:
+    """The deadline a client asked for (``Request-Timeout: 2.5``, in seconds), infinity if none.
+    Malformed -> 400."""
+    if header is None:
+        return math.inf
+    name, value = header
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise HTTPError(400, f"{name.decode()} must be a positive number of seconds", close=False)
+    return seconds
 
 
 class DateHeader:

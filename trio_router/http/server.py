@@ -67,6 +67,12 @@ class Server:
         self._drained = trio.Event()
         self.context: ServerContext | None = None
         self.cancelled_requests = 0
+        self._helpers: trio.Nursery | None = None
+
+    @property
+    def helper_tasks(self) -> int:
+        """Live helper tasks (disconnect watchers): one at most per open connection."""
+        return len(self._helpers.child_tasks) if self._helpers else 0
 
     def shutdown(self) -> None:
         self._shutdown_requested.set()
@@ -76,6 +82,7 @@ class Server:
     ) -> bool:
         """Serve until shutdown; True when every in-flight request finished within the grace period."""
         async with trio.open_nursery() as helpers:
+            self._helpers = helpers
             context = ServerContext(self.settings, self.app, spawn_helper=helpers.start_soon)
             self.context = context
             async with trio.open_nursery() as connections:

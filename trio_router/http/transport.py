@@ -56,6 +56,12 @@ class Transport:
                     return b""
                 raise
 
+    async def recv_next(self, max_bytes: int) -> bytes:
+        """Like ``recv`` for a socket that is probably empty (a keep-alive connection between
+        requests): wait first, so the common case skips a failing recv() and its exception."""
+        await trio.lowlevel.wait_readable(self.sock)
+        return await self.recv(max_bytes)
+
     def recv_nowait(self, max_bytes: int) -> bytes | None:
         """Bytes already in the kernel buffer, ``b""`` on EOF, ``None`` if nothing is there yet."""
         try:
