@@ -262,9 +262,7 @@ class HTTPConnection:
         if conn.our_state not in _CAN_RESPOND:
             return False
         keep_alive = keep_alive and not (self.closing or self.context.shutting_down or self._unread_body_forces_close())
-        headers = response.headers
-        headers.append(self.context.date.get())
-        headers.append(SERVER_HEADER)
+        headers = [*response.headers, self.context.date.get(), SERVER_HEADER]  # never mutate the app's list
         status = response.status
         if response.stream is None and status not in _NO_BODY_STATUSES:
             headers.append((b"content-length", str(len(response.body)).encode()))
