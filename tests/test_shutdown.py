@@ -12,6 +12,7 @@ from trio_router import Settings
 from trio_router.http.connection import HTTPConnection
 from trio_router.http.context import ServerContext
 from trio_router.http.server import Server, bind_listener
+from trio_router.runtime.executor import HandlerRuntime
 
 
 def _start(nursery: trio.Nursery, probe: Probe, results: list[bool], **settings: object) -> tuple[Server, int]:
@@ -95,7 +96,10 @@ async def test_response_is_one_coalesced_send_on_a_nodelay_socket() -> None:
 
     server_side, client_side = server_socket_pair()
     counted = CountingSocket(fileno=server_side.detach())
-    context = ServerContext(Settings(), build_app(Probe()), spawn_helper=lambda fn: None)
+    settings = Settings()
+    context = ServerContext(
+        settings, build_app(Probe()), spawn_helper=lambda fn: None, runtime=HandlerRuntime(settings)
+    )
     connection = HTTPConnection(counted, context)
     assert counted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     client_side.sendall(

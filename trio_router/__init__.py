@@ -1,10 +1,26 @@
 """trio-router: an OpenAPI-first HTTP/1.1 server on trio + h11."""
 
 from .app import App, Route
-from .http.protocol import HTTPError
+from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, problem
+from .runtime.bridge import BridgeError, await_, in_handler, sleep
+from .runtime.http_client import http_client, shared_async_client
 from .settings import Settings
 
-__all__ = ["App", "HTTPError", "Request", "Response", "Route", "Settings", "problem"]
+__all__ = [
+    "App",
+    "BridgeError",
+    "HTTPError",
+    "Request",
+    "Response",
+    "Route",
+    "Settings",
+    "await_",
+    "http_client",
+    "in_handler",
+    "problem",
+    "shared_async_client",
+    "sleep",
+]
 __version__ = "0.1.0"

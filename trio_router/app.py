@@ -2,19 +2,18 @@
 
 Until the OpenAPI compiler lands, routes are registered in code with exact paths; the
 pipeline already has the shape the spec-driven one keeps: route -> apply the operation's
-deadline -> read the body (sync handlers) -> call the handler -> coerce the result.
+deadline -> admission -> call the handler (sync ones in a pooled greenlet) -> coerce the result.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .http.protocol import HTTPError
+from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
 
@@ -64,17 +63,15 @@ class App:
         if route.timeout is not None:
             request.set_operation_timeout(route.timeout)
         try:
-            if route.is_async:
-                result = await _run_watching_suspension(route.handler(request), request)
-            else:
-                await request.body()  # sync handlers cannot wait for I/O yet: give them the body up front
-                result = route.handler(request)
+            result = await request.runtime.call(
+                route.handler, route.is_async, request, request._connection.handler_suspended
+            )
             return coerce_response(result)
         except HTTPError:
             raise
         except Exception:
-            log.exception("handler for %s %s failed", route.method, route.path)
-            return problem(500, "the handler failed; the error is in the server log")
+            log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
+            return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
 
     def _route(self, request: Request) -> Route:
         methods = self._paths.get(request.path)
@@ -93,31 +90,3 @@ class _MethodNotAllowed(HTTPError):
         super().__init__(
             405, f"{method} is not allowed here; allowed: {allow}", close=False, headers=[(b"allow", allow.encode())]
         )
-
-
-@types.coroutine
-def _run_watching_suspension(coro: Coroutine[Any, Any, Any], request: Request) -> Generator[Any, Any, Any]:
-    """Drive ``coro`` as ``await`` would, telling the connection the first time it suspends.
-
-    A handler that never yields needs neither an armed deadline nor a disconnect watcher;
-    one that does gets both at the moment it first waits, and pays nothing before.
-    """
-    send_value: Any = None
-    error: BaseException | None = None
-    notified = False
-    while True:
-        try:
-            if error is None:
-                trap = coro.send(send_value)
-            else:
-                trap = coro.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        if not notified:
-            notified = True
-            request._connection.handler_suspended()
-        try:
-            send_value = yield trap
-            error = None
-        except BaseException as exc:  # delivered by trio (Cancelled, ...): pass it into the handler
-            send_value, error = None, exc

@@ -7,7 +7,7 @@ place and be missing in the other.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     shutdown_timeout: Seconds = Field(
         30.0, description="Grace period for in-flight requests on shutdown before they are cancelled."
     )
+
+    # Handlers
+    max_handlers: int = Field(
+        1024, ge=1, description="Handlers running at once (sync ones each hold a pooled greenlet)."
+    )
+    handler_overflow: Literal["queue", "shed"] = Field(
+        "queue", description="Beyond max_handlers: wait in a bounded queue, or shed at once with 503."
+    )
+    handler_queue_size: int = Field(1024, ge=0, description="Requests that may wait for a handler slot.")
+    handler_queue_timeout: Seconds = Field(5.0, description="How long a request waits for a slot before 503.")
+    retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
     # Closing politely
     linger_timeout: Seconds = Field(

@@ -20,8 +20,9 @@ import socket
 import h11
 import trio
 
+from ..errors import HTTPError
 from .context import ServerContext
-from .protocol import REASONS, SERVER_HEADER, HTTPError, check_request_head, classify_parse_error, client_timeout
+from .protocol import REASONS, SERVER_HEADER, check_request_head, classify_parse_error, client_timeout
 from .request import Request
 from .response import Response, problem
 from .transport import PeerGone, SendTimeout, Transport

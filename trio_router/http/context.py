@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
 from .protocol import DateHeader
 from .watcher import Spawn
@@ -27,6 +28,7 @@ class ServerContext:
     settings: Settings
     app: Application
     spawn_helper: Spawn
+    runtime: HandlerRuntime
     date: DateHeader = field(default_factory=DateHeader)
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False

@@ -13,28 +13,13 @@ from http import HTTPStatus
 
 import h11
 
+from ..errors import HTTPError
+
 SERVER_HEADER = (b"server", b"trio-router")
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 # Headers a client may use to shorten its own deadline, in seconds (decimal).
 CLIENT_TIMEOUT_HEADERS = (b"request-timeout", b"x-request-timeout")
-
-
-class HTTPError(Exception):
-    """A request we refuse with a precise 4xx; ``close`` says whether the connection must end after it.
-
-    Raised by the HTTP layer (limits, framing) and by apps; the connection turns it into
-    a problem+json response.
-    """
-
-    def __init__(
-        self, status: int, detail: str, *, close: bool = True, headers: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.close = close
-        self.headers = headers or []
 
 
 def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_target_bytes: int) -> HTTPError:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
 
+from ..runtime.bridge import await_
+
 if TYPE_CHECKING:
+    from ..runtime.executor import HandlerRuntime
     from .connection import HTTPConnection
+
+# An inbound X-Request-ID is kept if it is visible ASCII of a sane length, else replaced.
+_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 
 
 class Request:
@@ -16,7 +24,7 @@ class Request:
     bytes, as h11 delivers them.
     """
 
-    __slots__ = ("_body", "_connection", "headers", "http_version", "method", "path", "query_string", "target")
+    __slots__ = ("_body", "_connection", "_id", "headers", "http_version", "method", "path", "query_string", "target")
 
     def __init__(
         self,
@@ -28,6 +36,7 @@ class Request:
     ) -> None:
         self._connection = connection
         self._body: bytes | None = None
+        self._id: str | None = None
         self.method = method
         self.target = target
         path, _, query = target.partition(b"?")
@@ -49,6 +58,28 @@ class Request:
         if self._body is None:
             self._body = await self._connection.read_body()
         return self._body
+
+    def read(self) -> bytes:
+        """``await request.body()`` for synchronous handlers (through the bridge)."""
+        if self._body is None:
+            self._body = await_(self._connection.read_body())
+        return self._body
+
+    @property
+    def id(self) -> str:
+        """The request id: the client's ``X-Request-ID`` if well-formed, else generated (lazily)."""
+        if self._id is None:
+            for name, value in self.headers:
+                if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
+                    self._id = value.decode("ascii")
+                    break
+            else:
+                self._id = os.urandom(8).hex()
+        return self._id
+
+    @property
+    def runtime(self) -> HandlerRuntime:
+        return self._connection.context.runtime
 
     def set_operation_timeout(self, seconds: float) -> None:
         """Replace the server's default deadline for this request (a client header may still shorten it)."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import trio
 
+from ..runtime.executor import HandlerRuntime
+from ..runtime.http_client import close_shared_client
 from ..settings import Settings
 from .connection import HTTPConnection
 from .context import Application, ServerContext
@@ -83,7 +85,9 @@ class Server:
         """Serve until shutdown; True when every in-flight request finished within the grace period."""
         async with trio.open_nursery() as helpers:
             self._helpers = helpers
-            context = ServerContext(self.settings, self.app, spawn_helper=helpers.start_soon)
+            context = ServerContext(
+                self.settings, self.app, spawn_helper=helpers.start_soon, runtime=HandlerRuntime(self.settings)
+            )
             self.context = context
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
@@ -99,6 +103,7 @@ class Server:
                 # Backstop: cancelled connections answer within the linger timeout.
                 connections.cancel_scope.deadline = trio.current_time() + self.settings.linger_timeout + 1
             helpers.cancel_scope.cancel()
+        await close_shared_client()
         return clean
 
     async def _drain(self, context: ServerContext) -> bool:

@@ -1,0 +1,21 @@
+"""Errors every layer may raise; the HTTP layer turns them into problem+json responses."""
+
+from __future__ import annotations
+
+
+class HTTPError(Exception):
+    """A request answered with an error status (a precise 4xx, or 503 when shedding load);
+    ``close`` says whether the connection must end after it.
+
+    Raised by the HTTP layer (limits, framing) and by apps; the connection turns it into
+    a problem+json response.
+    """
+
+    def __init__(
+        self, status: int, detail: str, *, close: bool = True, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.close = close
+        self.headers = headers or []

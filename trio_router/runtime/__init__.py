@@ -1,0 +1,1 @@
+"""The handler runtime: pooled worker greenlets, the await_ bridge, admission control."""

@@ -1,0 +1,65 @@
+"""Runs handlers for a server: admission first, then sync handlers in pooled greenlets and
+async handlers directly on the connection's task."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+from ..settings import Settings
+from .admission import Admission
+from .greenlets import HandlerPool
+
+
+class HandlerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.pool = HandlerPool(max_idle=settings.max_handlers)
+        self.admission = Admission(
+            settings.max_handlers,
+            settings.handler_overflow,
+            settings.handler_queue_size,
+            settings.handler_queue_timeout,
+            settings.retry_after,
+        )
+
+    async def call(
+        self, handler: Callable[[Any], Any], is_async: bool, request: Any, on_first_suspend: Callable[[], None]
+    ) -> Any:
+        admission = self.admission
+        if not admission.try_enter():
+            on_first_suspend()  # queueing is waiting: the request's deadline and disconnect watch apply
+            await admission.enter()
+        try:
+            if is_async:
+                return await _run_watching_suspension(handler(request), on_first_suspend)
+            return await self.pool.run(handler, request, on_first_suspend)
+        finally:
+            admission.leave()
+
+
+@types.coroutine
+def _run_watching_suspension(
+    coro: Coroutine[Any, Any, Any], on_first_suspend: Callable[[], None]
+) -> Generator[Any, Any, Any]:
+    """Drive ``coro`` as ``await`` would, calling ``on_first_suspend`` the first time it yields.
+
+    A handler that never yields needs neither an armed deadline nor a disconnect watcher;
+    one that does gets both at the moment it first waits, and pays nothing before.
+    """
+    send_value: Any = None
+    error: BaseException | None = None
+    notified = False
+    while True:
+        try:
+            trap = coro.send(send_value) if error is None else coro.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        if not notified:
+            notified = True
+            on_first_suspend()
+        try:
+            send_value = yield trap
+            error = None
+        except BaseException as exc:  # delivered by trio (Cancelled, ...): pass it into the handler
+            send_value, error = None, exc
