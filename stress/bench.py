@@ -1,10 +1,14 @@
-"""Side-by-side throughput: trio-router against the bare trio + h11 floor, in one run.
+"""Side-by-side throughput of trio-router and its anchors, in one run.
 
-    python stress/bench.py [--duration 10] [--connections 64] [--rounds 3]
+    python stress/bench.py [--suite core|sync] [--duration 10] [--connections 64] [--rounds 3]
 
-Both servers answer GET /health with the same bytes. They run one at a time, pinned to
-CPU 0 while wrk runs on CPU 1 (when taskset exists), alternating over several rounds so
-drift on a noisy 2-core box hits both alike; the table reports medians and the ratio.
+Suite "core": trio-router against the bare trio + h11 floor (same response bytes).
+Suite "sync": trio-router's sync (greenlet) handler, with and without greenlet pooling,
+against FastAPI's sync (threadpool) and async handlers on uvicorn (`pip install -e '.[bench]'`).
+
+Servers run one at a time, pinned to CPU 0 while wrk runs on CPU 1 (when taskset exists),
+alternating over several rounds so drift on a noisy 2-core box hits all alike; the table
+reports medians and ratios to the suite's first server.
 Benchmarks are not tests: nothing here asserts a speed.
 """
 
@@ -23,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PATH = "/health"
 
 
 @dataclass
@@ -59,8 +62,8 @@ def _to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, connections: int, duration: float) -> Sample:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", f"http://127.0.0.1:{port}{PATH}"]
+def run_wrk(port: int, path: str, connections: int, duration: float) -> Sample:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", f"http://127.0.0.1:{port}{path}"]
     output = subprocess.run(_pinned(1, command), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
@@ -71,28 +74,75 @@ def run_wrk(port: int, connections: int, duration: float) -> Sample:
     return Sample(rps, p50, p99)
 
 
-def _trio_router(handlers: str) -> Callable[[int], list[str]]:
-    return lambda port: [sys.executable, "-m", "trio_router", "run", "--port", str(port), "--handlers", handlers]
+def _trio_router(handlers: str, *flags: str) -> Callable[[int], list[str]]:
+    return lambda port: [
+        sys.executable,
+        "-m",
+        "trio_router",
+        "run",
+        "--port",
+        str(port),
+        "--handlers",
+        handlers,
+        *flags,
+    ]
 
 
-SERVERS: dict[str, Callable[[int], list[str]]] = {
-    "trio + h11 floor": lambda port: [sys.executable, str(ROOT / "stress" / "floor.py"), str(port)],
+def _uvicorn(path: str) -> Server:
+    return Server(
+        lambda port: [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "stress.anchors.fastapi_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        path,
+    )
+
+
+@dataclass(frozen=True)
+class Server:
+    command: Callable[[int], list[str]]
+    path: str = "/health"
+
+
+SERVERS: dict[str, Server] = {
+    "trio + h11 floor": Server(lambda port: [sys.executable, str(ROOT / "stress" / "floor.py"), str(port)]),
     # The bare route returns the floor's bytes: the ratio is the framework's own cost.
-    "trio-router, bare route": _trio_router("stress.bare_app"),
-    # The reference app's handler returns a dict: JSON encoding on top.
-    "trio-router, petstore /health": _trio_router("handlers.petstore"),
+    "trio-router, bare route": Server(_trio_router("stress.bare_app")),
+    # The reference app's sync handler returns a dict: a pooled greenlet and JSON encoding on top.
+    "trio-router, petstore /health": Server(_trio_router("handlers.petstore")),
+    "trio-router, petstore, no greenlet pooling": Server(_trio_router("handlers.petstore", "--no-pool-greenlets")),
+    "FastAPI sync (threadpool), uvicorn": _uvicorn("/health"),
+    "FastAPI async, uvicorn": _uvicorn("/health-async"),
+}
+
+SUITES = {
+    "core": ["trio + h11 floor", "trio-router, bare route", "trio-router, petstore /health"],
+    "sync": [
+        "trio-router, petstore /health",
+        "trio-router, petstore, no greenlet pooling",
+        "FastAPI sync (threadpool), uvicorn",
+        "FastAPI async, uvicorn",
+    ],
 }
 
 
 def measure(name: str, connections: int, duration: float) -> Sample:
     port = _free_port()
+    server = SERVERS[name]
     process = subprocess.Popen(
-        _pinned(0, SERVERS[name](port)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _pinned(0, server.command(port)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         _wait_listening(port)
-        run_wrk(port, connections, 2)  # warm-up
-        return run_wrk(port, connections, duration)
+        run_wrk(port, server.path, connections, 2)  # warm-up
+        return run_wrk(port, server.path, connections, duration)
     finally:
         process.terminate()
         process.wait(30)
@@ -103,26 +153,30 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--suite", choices=sorted(SUITES), default="core", help="which servers; ratios are to the first"
+    )
     args = parser.parse_args()
+    names = SUITES[args.suite]
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian package)")
 
-    samples: dict[str, list[Sample]] = {name: [] for name in SERVERS}
+    samples: dict[str, list[Sample]] = {name: [] for name in names}
     for round_number in range(1, args.rounds + 1):
-        for name in SERVERS:
+        for name in names:
             sample = measure(name, args.connections, args.duration)
             samples[name].append(sample)
             print(f"round {round_number}: {name}: {sample.rps:,.0f} req/s", file=sys.stderr)
 
-    floor = statistics.median(s.rps for s in samples["trio + h11 floor"])
-    print(f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, GET {PATH}, median of {args.rounds} rounds\n")
-    print("| server | req/s | p50 ms | p99 ms | ratio to floor |")
+    anchor = statistics.median(s.rps for s in samples[names[0]])
+    print(f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, median of {args.rounds} rounds\n")
+    print(f"| server | req/s | p50 ms | p99 ms | ratio to {names[0]} |")
     print("|---|---:|---:|---:|---:|")
     for name, runs in samples.items():
         rps = statistics.median(s.rps for s in runs)
         p50 = statistics.median(s.p50_ms for s in runs)
         p99 = statistics.median(s.p99_ms for s in runs)
-        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rps / floor:.2f}x |")
+        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rps / anchor:.2f}x |")
 
 
 if __name__ == "__main__":

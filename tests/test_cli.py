@@ -202,3 +202,16 @@ def test_workers_share_the_port_restart_after_a_crash_and_drain_on_sigterm() -> 
         assert fresh - pids - {victim}, "a new worker replaced the killed one"
         assert victim not in _pids(url, 10)
         assert server.stop() == 0
+
+
+def test_diagnose_reports_bytes_per_suspended_handler() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_router", "diagnose", "--count", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"per sync handler .*: [\d,]+ bytes traced", result.stdout)
+    assert re.search(r"greenlet's share of RSS over async code: -?[\d,]+ bytes", result.stdout)

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve the app (default: the reference app in handlers/)")
     _add_settings_flags(run)
+    diagnose = commands.add_parser("diagnose", help="measure what a suspended sync handler costs in memory")
+    diagnose.add_argument("--count", type=int, default=10_000, help="handlers suspended at once (default 10000)")
     return parser
 
 
@@ -74,6 +76,12 @@ def _describe(error: ValidationError) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "diagnose":
+        from .runtime.memory import measure_suspended_handlers
+
+        print(f"suspending {args.count} handlers ...", file=sys.stderr)
+        print(measure_suspended_handlers(args.count).render())
+        return 0
     try:
         settings = settings_from(args)
     except ValidationError as exc:

@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     )
     handler_queue_size: int = Field(1024, ge=0, description="Requests that may wait for a handler slot.")
     handler_queue_timeout: Seconds = Field(5.0, description="How long a request waits for a slot before 503.")
+    pool_greenlets: bool = Field(
+        True, description="Reuse worker greenlets across requests (off only to measure what pooling saves)."
+    )
     retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
     # Closing politely

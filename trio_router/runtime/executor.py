@@ -14,7 +14,7 @@ from .greenlets import HandlerPool
 
 class HandlerRuntime:
     def __init__(self, settings: Settings) -> None:
-        self.pool = HandlerPool(max_idle=settings.max_handlers)
+        self.pool = HandlerPool(max_idle=settings.max_handlers if settings.pool_greenlets else 0)
         self.admission = Admission(
             settings.max_handlers,
             settings.handler_overflow,
