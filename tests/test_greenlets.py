@@ -198,31 +198,25 @@ async def test_over_the_limit_requests_are_shed_with_503_and_retry_after() -> No
         assert (await extra.request("GET", "/where")).status == 200  # capacity is back
 
 
-async def test_queued_request_gets_the_next_free_slot(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve(build_sync_app(SyncProbe()), max_handlers=1, handler_queue_timeout=30) as running:
+@pytest.mark.parametrize(
+    ("nap", "queue_timeout", "status", "waited"),
+    [
+        (10, 30, 200, (9, 11)),  # the slot frees first: served as soon as the nap ends
+        (50, 3, 503, (3, 4)),  # the queue timeout comes first: shed, never waiting past it
+    ],
+)
+async def test_queued_request_gets_the_next_slot_or_a_bounded_wait(
+    autojump_clock: trio.testing.MockClock, nap: int, queue_timeout: float, status: int, waited: tuple[float, float]
+) -> None:
+    app = build_sync_app(SyncProbe())
+    async with serve(app, max_handlers=1, handler_queue_timeout=queue_timeout, request_timeout=100) as running:
         first = await running.connect()
-        await first.send(raw_request("GET", "/nap?10"))
+        await first.send(raw_request("GET", f"/nap?{nap}"))
         await trio.testing.wait_all_tasks_blocked()
         second = await running.connect()
         start = trio.current_time()
-        reply = await second.request("GET", "/where")
-        assert reply.status == 200
-        assert 9 <= trio.current_time() - start < 11  # it waited for the nap to end, not for the queue timeout
-        assert (await first.read_reply()).body == b"rested"
-
-
-async def test_queue_wait_is_bounded(autojump_clock: trio.testing.MockClock) -> None:
-    async with serve(
-        build_sync_app(SyncProbe()), max_handlers=1, handler_queue_timeout=3, request_timeout=100
-    ) as running:
-        first = await running.connect()
-        await first.send(raw_request("GET", "/nap?50"))
-        await trio.testing.wait_all_tasks_blocked()
-        second = await running.connect()
-        start = trio.current_time()
-        reply = await second.request("GET", "/where")
-        assert reply.status == 503
-        assert 3 <= trio.current_time() - start < 4
+        assert (await second.request("GET", "/where")).status == status
+        assert waited[0] <= trio.current_time() - start < waited[1]
         assert (await first.read_reply()).body == b"rested"
 
 
