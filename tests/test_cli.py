@@ -215,3 +215,34 @@ def test_diagnose_reports_bytes_per_suspended_handler() -> None:
     assert result.returncode == 0, result.stderr
     assert re.search(r"per sync handler .*: [\d,]+ bytes traced", result.stdout)
     assert re.search(r"greenlet's share of RSS over async code: -?[\d,]+ bytes", result.stdout)
+
+
+def test_metrics_add_up_across_workers() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with running("--handlers", "tests.cli_app", "--workers", "2") as server:
+        port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(2):
+            server.wait_for_log(r"worker \d\] .*listening")
+        deadline = time.monotonic() + 20
+        pids: set[int] = set()
+        sent = 0
+        while len(pids) < 2 and time.monotonic() < deadline:
+            pids |= _pids(url, 10)
+            sent += 10
+        assert len(pids) == 2
+        time.sleep(1.5)  # a snapshot interval: each worker has shared its counts
+
+        def pid_requests() -> float:
+            body = httpx.get(url + "/metrics").text
+            return sum(
+                sample.value
+                for family in text_string_to_metric_families(body)
+                for sample in family.samples
+                if sample.name == "trio_router_requests_total" and sample.labels["operation"] == "pid"
+            )
+
+        # Whichever worker answers, it reports the requests both served.
+        assert [pid_requests() for _ in range(6)] == [sent] * 6
+        assert server.stop() == 0

@@ -30,6 +30,11 @@ class Route:
     is_async: bool
     timeout: float | None
 
+    @property
+    def operation(self) -> str:
+        """The metrics label: the handler's name (its operationId once routes come from the spec)."""
+        return self.handler.__name__
+
 
 class App:
     """Maps (method, path) to handlers. HEAD is answered by GET routes; a path with no route
@@ -82,6 +87,7 @@ class App:
             route = methods.get("GET")
         if route is None:
             raise _MethodNotAllowed(request.method, self._allow[request.path])
+        request.operation = route.operation
         return route
 
 

@@ -38,18 +38,23 @@ def load_app(module_name: str) -> App:
     return app
 
 
-def run_process(app: App, settings: Settings, listener: socket.socket | None = None, watch_parent: bool = False) -> int:
+def run_process(
+    app: App,
+    settings: Settings,
+    listener: socket.socket | None = None,
+    watch_parent: bool = False,
+    worker_name: str | None = None,
+) -> int:
     """Serve until SIGINT/SIGTERM. Exit code 0 on a clean drain, 1 if requests had to be cancelled."""
     if listener is None:
         listener = bind_listener(settings.host, settings.port, settings.backlog, settings.reuse_port)
     log.info("listening on %s (pid %d)", listener_url(listener), os.getpid())
-    clean = trio.run(_serve, app, settings, listener, watch_parent)
+    clean = trio.run(_serve, Server(app, settings, worker_name), listener, watch_parent)
     log.info("stopped%s", "" if clean else " after cancelling requests at the grace deadline")
     return 0 if clean else 1
 
 
-async def _serve(app: App, settings: Settings, listener: socket.socket, watch_parent: bool) -> bool:
-    server = Server(app, settings)
+async def _serve(server: Server, listener: socket.socket, watch_parent: bool) -> bool:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_shutdown_on_signal, server)
         if watch_parent:

@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     )
     retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
+    # Observability
+    metrics_path: str = Field(
+        "/metrics", pattern=r"^(/\S*)?$", description="Where Prometheus metrics are served; empty turns them off."
+    )
+    metrics_dir: str | None = Field(
+        None, description="Directory where worker processes share metric snapshots (the supervisor sets it)."
+    )
+
     # Closing politely
     linger_timeout: Seconds = Field(
         2.0, description="After an error response, how long unread input is discarded before closing."

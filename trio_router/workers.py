@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 
 import trio
 
@@ -51,7 +53,11 @@ class Supervisor:
 
     def run(self) -> int:
         reservation, port = reserve_port(self.settings)
-        worker_settings = self.settings.model_copy(update={"port": port, "workers": 1, "reuse_port": True})
+        # Workers share metric snapshots here, so any one of them can answer /metrics for all.
+        metrics_dir = tempfile.mkdtemp(prefix="trio-router-metrics-")
+        worker_settings = self.settings.model_copy(
+            update={"port": port, "workers": 1, "reuse_port": True, "metrics_dir": metrics_dir}
+        )
         log.info(
             "supervisor %d starting %d workers on %s:%d", os.getpid(), self.settings.workers, self.settings.host, port
         )
@@ -59,6 +65,7 @@ class Supervisor:
             trio.run(self._supervise, worker_settings.model_dump_json())
         finally:
             reservation.close()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         failed = {worker: code for worker, code in self.exit_codes.items() if code != 0}
         if failed:
             log.warning("workers exited with errors: %s", failed)
@@ -115,7 +122,7 @@ def _worker_main(settings_json: str, worker_id: str) -> int:
 
     configure_logging(f"worker {worker_id}")
     settings = Settings.model_validate_json(settings_json)
-    return run_process(load_app(settings.handlers), settings, watch_parent=True)
+    return run_process(load_app(settings.handlers), settings, watch_parent=True, worker_name=worker_id)
 
 
 if __name__ == "__main__":

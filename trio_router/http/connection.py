@@ -21,6 +21,7 @@ import h11
 import trio
 
 from ..errors import HTTPError
+from ..observability.metrics import UNMATCHED
 from .context import ServerContext
 from .protocol import REASONS, SERVER_HEADER, check_request_head, classify_parse_error, client_timeout
 from .request import Request
@@ -74,6 +75,8 @@ class HTTPConnection:
         self._declared_body: int | None = None
         self._body_received = 0
         self._handler_waits = False
+        self._request: Request | None = None
+        self._method = "OTHER"  # until a request head parses
 
     # -- the connection lifecycle ------------------------------------------------------
 
@@ -140,6 +143,8 @@ class HTTPConnection:
             return event
         if isinstance(event, HTTPError):
             self.phase = Phase.HANDLER
+            self.request_start = trio.current_time()
+            self._request, self._method = None, "OTHER"
             await self._send_response(problem(event.status, event.detail), head_only=False, keep_alive=False)
         return None  # ConnectionClosed
 
@@ -159,6 +164,8 @@ class HTTPConnection:
         self.request_start = now
         self._body_received = 0
         self._handler_waits = False
+        self._request = None
+        self._method = event.method.decode("ascii")
         head_only = event.method == b"HEAD"
         try:
             settings = self.settings
@@ -169,8 +176,14 @@ class HTTPConnection:
                 self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
             self._client_timeout = client_timeout(timeout_header)
             self.request_deadline = now + min(self.settings.request_timeout, self._client_timeout)
-            request = Request(self, event.method.decode("ascii"), event.target, event.headers, event.http_version)  # type: ignore[arg-type]
-            response = await self.context.app.handle(request)
+            request = Request(self, self._method, event.target, event.headers, event.http_version)  # type: ignore[arg-type]
+            self._request = request
+            metrics = self.context.metrics_response
+            if metrics is not None and event.target == self.context.metrics_target and self._method in ("GET", "HEAD"):
+                request.operation = "metrics"
+                response = metrics()
+            else:
+                response = await self.context.app.handle(request)
             if self.watcher.armed:
                 self.watcher.disarm()
             if self.scope.cancel_called or trio.current_time() >= self.request_deadline:
@@ -273,6 +286,7 @@ class HTTPConnection:
             data = conn.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
             if response.stream is not None:
                 await self._send_stream(data, response, head_only)
+                self._record(status)
                 return keep_alive
             if response.body and not head_only:
                 data += conn.send(h11.Data(data=response.body))
@@ -280,10 +294,21 @@ class HTTPConnection:
         except h11.LocalProtocolError:
             log.exception("the app produced a response h11 refuses to send")
             await self._write(_RAW_500, streaming=False)
+            self._record(500)
             return False
         self.phase = Phase.SEND
         await self._write(data, streaming=False)
+        self._record(status)
         return keep_alive
+
+    def _record(self, status: int) -> None:
+        request = self._request
+        self.context.stats.record(
+            request.operation if request is not None else UNMATCHED,
+            self._method,
+            status,
+            trio.current_time() - self.request_start,
+        )
 
     async def _send_stream(self, head: bytes, response: Response, head_only: bool) -> None:
         """A body of unknown length: chunked, one send per chunk, under the request's deadline."""

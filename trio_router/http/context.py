@@ -3,9 +3,11 @@ shutdown sequence walks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..observability.metrics import RequestStats
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
 from .protocol import DateHeader
@@ -30,5 +32,8 @@ class ServerContext:
     spawn_helper: Spawn
     runtime: HandlerRuntime
     date: DateHeader = field(default_factory=DateHeader)
+    stats: RequestStats = field(default_factory=RequestStats)
+    metrics_response: Callable[[], Response] | None = None
+    metrics_target: bytes = b"/metrics"
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False

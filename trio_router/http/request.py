@@ -6,6 +6,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
+from ..observability.metrics import UNMATCHED
 from ..runtime.bridge import await_
 
 if TYPE_CHECKING:
@@ -24,7 +25,18 @@ class Request:
     bytes, as h11 delivers them.
     """
 
-    __slots__ = ("_body", "_connection", "_id", "headers", "http_version", "method", "path", "query_string", "target")
+    __slots__ = (
+        "_body",
+        "_connection",
+        "_id",
+        "headers",
+        "http_version",
+        "method",
+        "operation",
+        "path",
+        "query_string",
+        "target",
+    )
 
     def __init__(
         self,
@@ -37,6 +49,7 @@ class Request:
         self._connection = connection
         self._body: bytes | None = None
         self._id: str | None = None
+        self.operation = UNMATCHED  # set by routing: the metrics label, never the raw path
         self.method = method
         self.target = target
         path, _, query = target.partition(b"?")

@@ -21,6 +21,7 @@ from ..runtime.http_client import close_shared_client
 from ..settings import Settings
 from .connection import HTTPConnection
 from .context import Application, ServerContext
+from .server_metrics import ServerMetrics
 
 log = logging.getLogger("trio_router.http")
 
@@ -62,9 +63,11 @@ def listener_url(sock: socket.socket) -> str:
 class Server:
     """Serves an app on already-bound listening sockets until ``shutdown()``."""
 
-    def __init__(self, app: Application, settings: Settings) -> None:
+    def __init__(self, app: Application, settings: Settings, worker_name: str | None = None) -> None:
         self.app = app
         self.settings = settings
+        self.worker_name = worker_name
+        self.metrics: ServerMetrics | None = None
         self._shutdown_requested = trio.Event()
         self._drained = trio.Event()
         self.context: ServerContext | None = None
@@ -89,6 +92,11 @@ class Server:
                 self.settings, self.app, spawn_helper=helpers.start_soon, runtime=HandlerRuntime(self.settings)
             )
             self.context = context
+            if self.settings.metrics_path:
+                self.metrics = ServerMetrics(context, self.worker_name)
+                context.metrics_response = self.metrics.response
+                context.metrics_target = self.settings.metrics_path.encode()
+                helpers.start_soon(self.metrics.run)
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:
@@ -103,6 +111,9 @@ class Server:
                 # Backstop: cancelled connections answer within the linger timeout.
                 connections.cancel_scope.deadline = trio.current_time() + self.settings.linger_timeout + 1
             helpers.cancel_scope.cancel()
+        context.runtime.pool.close()
+        if self.metrics is not None:
+            self.metrics.share()  # the final counts, for the supervisor's last scrape of this worker
         await close_shared_client()
         return clean
 

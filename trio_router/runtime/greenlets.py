@@ -71,6 +71,13 @@ class HandlerPool:
         if len(self._idle) < self.max_idle and not worker.dead:
             self._idle.append(worker)
 
+    def close(self) -> None:
+        """End the idle workers now, rather than whenever the garbage collector finds them
+        (a parked greenlet collected later is killed then, allocating at a random moment)."""
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.throw(greenlet.GreenletExit)
+
     async def run(self, job: Job, argument: Any, on_first_suspend: Callable[[], None]) -> Any:
         """Run ``job(argument)`` in a worker greenlet, serving its bridge calls until it returns.
 

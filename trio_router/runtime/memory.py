@@ -7,6 +7,8 @@ slice of C stack greenlet copies to the heap on every switch out). Measured with
 tracemalloc (Python-level allocations, greenlet's stack copies included) and RSS.
 
     trio-router diagnose --count 10000
+
+Each figure comes from a fresh interpreter, so nothing else the process did counts.
 """
 
 from __future__ import annotations
@@ -90,32 +92,42 @@ async def _suspend_all(count: int, use_greenlets: bool, trace: bool) -> int:
         else:
             measured = _rss_bytes() - rss_before
         release.set()
+    pool.close()
     return measured
 
 
-def _rss_in_fresh_process(count: int, use_greenlets: bool) -> int:
-    """RSS growth measured in a new interpreter: one that has already allocated and freed as
-    much would reuse that memory and under-report."""
-    command = [sys.executable, "-m", "trio_router.runtime.memory", str(count), "1" if use_greenlets else "0"]
-    return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+async def _warm_then_measure(count: int, use_greenlets: bool, trace: bool) -> int:
+    if trace:  # lazy imports and caches must not count (RSS is measured cold: reuse would hide growth)
+        await _suspend_all(min(count, 100), use_greenlets, trace=False)
+    return await _suspend_all(count, use_greenlets, trace)
 
 
-async def _traced(count: int) -> tuple[int, int]:
-    async_traced = await _suspend_all(count, use_greenlets=False, trace=True)
-    greenlet_traced = await _suspend_all(count, use_greenlets=True, trace=True)
-    return greenlet_traced, async_traced
+def _command(count: int, use_greenlets: bool, trace: bool) -> list[str]:
+    return [sys.executable, "-m", "trio_router.runtime.memory", str(count), str(int(use_greenlets)), str(int(trace))]
+
+
+def _in_fresh_process(count: int, use_greenlets: bool, trace: bool) -> int:
+    """Measure in a new interpreter: one that has already allocated and freed as much would
+    reuse that memory, and one with a history has other objects dying at random moments."""
+    done = subprocess.run(_command(count, use_greenlets, trace), capture_output=True, text=True, check=True)
+    return int(done.stdout)
+
+
+async def traced_bytes_per_suspended_handler(count: int = 200) -> float:
+    """The figure for the metrics, from a fresh interpreter so the server itself is not disturbed."""
+    done = await trio.run_process(_command(count, use_greenlets=True, trace=True), capture_stdout=True)
+    return int(done.stdout) / count
 
 
 def measure_suspended_handlers(count: int) -> MemoryReport:
-    greenlet_traced, async_traced = trio.run(_traced, count)
     return MemoryReport(
         count,
-        greenlet_traced,
-        async_traced,
-        greenlet_rss=_rss_in_fresh_process(count, use_greenlets=True),
-        async_rss=_rss_in_fresh_process(count, use_greenlets=False),
+        greenlet_traced=_in_fresh_process(count, use_greenlets=True, trace=True),
+        async_traced=_in_fresh_process(count, use_greenlets=False, trace=True),
+        greenlet_rss=_in_fresh_process(count, use_greenlets=True, trace=False),
+        async_rss=_in_fresh_process(count, use_greenlets=False, trace=False),
     )
 
 
 if __name__ == "__main__":
-    print(trio.run(_suspend_all, int(sys.argv[1]), sys.argv[2] == "1", False))
+    print(trio.run(_warm_then_measure, int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1"))

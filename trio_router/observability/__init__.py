@@ -1,0 +1,1 @@
+"""Metrics (and, later, structured logs and traces)."""
