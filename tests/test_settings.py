@@ -10,7 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from trio_router.docgen import render
-from trio_router.http.protocol import HTTPError, check_request_head, classify_parse_error, client_timeout
+from trio_router.errors import HTTPError
+from trio_router.http.protocol import (
+    check_request_head,
+    classify_parse_error,
+    client_timeout,
+    invalid_app_header,
+)
 from trio_router.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,3 +71,18 @@ def test_parse_error_with_an_endless_request_line_is_414() -> None:
 def test_client_timeout_rejects_nonsense(value: bytes) -> None:
     with pytest.raises(HTTPError):
         client_timeout((b"request-timeout", value))
+
+
+@pytest.mark.parametrize(
+    ("header", "ok"),
+    [
+        ((b"x-ok", b"a value\twith tab"), True),
+        ((b"x-split", b"a\r\nset-cookie: evil"), False),
+        ((b"x-nul", b"a\x00b"), False),
+        ((b"bad name", b"v"), False),
+        ((b"", b"v"), False),
+    ],
+)
+def test_app_headers_that_would_split_the_response_are_caught(header: tuple[bytes, bytes], ok: bool) -> None:
+    found = invalid_app_header([(b"content-type", b"text/plain"), header])
+    assert (found is None) is ok

@@ -23,7 +23,14 @@ import trio
 from ..errors import HTTPError
 from ..observability.metrics import UNMATCHED
 from .context import ServerContext
-from .protocol import REASONS, SERVER_HEADER, check_request_head, classify_parse_error, client_timeout
+from .protocol import (
+    REASONS,
+    SERVER_HEADER,
+    check_request_head,
+    classify_parse_error,
+    client_timeout,
+    invalid_app_header,
+)
 from .request import Request
 from .response import Response, problem
 from .transport import PeerGone, SendTimeout, Transport
@@ -159,44 +166,58 @@ class HTTPConnection:
 
     async def _exchange(self, event: h11.Request, keep_alive: bool) -> bool:
         """Answer one request. Returns whether the connection may serve another."""
-        self.phase = Phase.HANDLER
-        now = trio.current_time()
-        self.request_start = now
-        self._body_received = 0
-        self._handler_waits = False
-        self._request = None
-        self._method = event.method.decode("ascii")
-        head_only = event.method == b"HEAD"
         try:
-            settings = self.settings
-            self._declared_body, timeout_header = check_request_head(
-                event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
-            )
-            if self._declared_body == 0:
-                self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
-            self._client_timeout = client_timeout(timeout_header)
-            self.request_deadline = now + min(self.settings.request_timeout, self._client_timeout)
-            request = Request(self, self._method, event.target, event.headers, event.http_version)  # type: ignore[arg-type]
-            self._request = request
-            metrics = self.context.metrics_response
-            if metrics is not None and event.target == self.context.metrics_target and self._method in ("GET", "HEAD"):
-                request.operation = "metrics"
-                response = metrics()
-            else:
-                response = await self.context.app.handle(request)
-            if self.watcher.armed:
-                self.watcher.disarm()
-            if self.scope.cancel_called or trio.current_time() >= self.request_deadline:
-                raise _RequestAbandoned
+            request = self._start_request(event)
+            response = await self._dispatch(request)
+            self._check_handler_outcome()
         except HTTPError as exc:
             self.watcher.disarm()
             response = problem(exc.status, exc.detail)
             response.headers.extend(exc.headers)
             keep_alive = keep_alive and not exc.close
-        keep_alive = await self._send_response(response, head_only, keep_alive)
+        keep_alive = await self._send_response(response, event.method == b"HEAD", keep_alive)
         if keep_alive and self.h11.their_state is h11.SEND_BODY:
             keep_alive = await self._drain_body()
         return keep_alive and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+    def _start_request(self, event: h11.Request) -> Request:
+        """Check the head, settle a bodiless request's framing, and fix the request's deadline."""
+        self.phase = Phase.HANDLER
+        now = self.request_start = trio.current_time()
+        self._body_received = 0
+        self._handler_waits = False
+        self._request = None
+        self._method = event.method.decode("ascii")
+        settings = self.settings
+        self._declared_body, timeout_header = check_request_head(
+            event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
+        )
+        if self._declared_body == 0:
+            self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
+        self._client_timeout = client_timeout(timeout_header)
+        self.request_deadline = now + min(settings.request_timeout, self._client_timeout)
+        self._request = Request(self, self._method, event.target, event.headers, event.http_version)  # type: ignore[arg-type]
+        return self._request
+
+    async def _dispatch(self, request: Request) -> Response:
+        """The server's own /metrics, or the app."""
+        context = self.context
+        if (
+            context.metrics_response is not None
+            and request.target == context.metrics_target
+            and request.method in ("GET", "HEAD")
+        ):
+            request.operation = "metrics"
+            return context.metrics_response()
+        return await context.app.handle(request)
+
+    def _check_handler_outcome(self) -> None:
+        """A cancelled request ends cancelled, even if its handler swallowed the cancellation or
+        never gave trio a chance to deliver it (CPU-bound past its deadline)."""
+        if self.watcher.armed:
+            self.watcher.disarm()
+        if self.scope.cancel_called or trio.current_time() >= self.request_deadline:
+            raise _RequestAbandoned
 
     # -- hooks the request and the app call ------------------------------------------
 
@@ -283,7 +304,11 @@ class HTTPConnection:
         if not keep_alive:
             headers.append(_CLOSE)
         try:
-            data = conn.send(h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b"")))
+            bad_header = invalid_app_header(response.headers)
+            if bad_header is not None:
+                raise h11.LocalProtocolError(f"invalid response header {bad_header!r}")
+            head = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""), _parsed=True)
+            data = conn.send(head)
             if response.stream is not None:
                 await self._send_stream(data, response, head_only)
                 self._record(status)

@@ -7,6 +7,7 @@ Everything here is pure and testable without sockets.
 from __future__ import annotations
 
 import math
+import re
 import time
 from email.utils import formatdate
 from http import HTTPStatus
@@ -17,6 +18,11 @@ from ..errors import HTTPError
 
 SERVER_HEADER = (b"server", b"trio-router")
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+# RFC 9110 5.1 token, and a field value without control characters (HTAB allowed): what a
+# response header must be before its bytes go out unchecked by h11.
+_HEADER_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 
 # Headers a client may use to shorten its own deadline, in seconds (decimal).
 CLIENT_TIMEOUT_HEADERS = (b"request-timeout", b"x-request-timeout")
@@ -91,6 +97,19 @@ def client_timeout(header: tuple[bytes, bytes] | None) -> float:
     if not (seconds > 0 and math.isfinite(seconds)):
         raise HTTPError(400, f"{name.decode()} must be a positive number of seconds", close=False)
     return seconds
+
+
+def invalid_app_header(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, bytes] | None:
+    """The first header an app supplied that would corrupt the response (response splitting), or None.
+
+    The server builds the response head with h11's validation turned off (``_parsed=True``):
+    its own headers are constants and numbers, so only what the app supplied is checked, and
+    with one pass instead of h11's two regexes over every header.
+    """
+    for name, value in headers:
+        if not (_HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value)):
+            return name, value
+    return None
 
 
 class DateHeader:
