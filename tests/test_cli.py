@@ -142,6 +142,7 @@ def test_busy_port_is_one_clear_line() -> None:
         ([], {"TRIO_ROUTER_WORKERS": "0"}, "invalid setting --workers / TRIO_ROUTER_WORKERS"),
         (["--handlers", "no_such_module"], {}, "cannot import handlers module 'no_such_module'"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        (["--config", "/nonexistent/server.toml"], {}, "cannot read config file /nonexistent/server.toml"),
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
@@ -156,6 +157,24 @@ def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], m
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_config_file_from_the_flag_and_an_unknown_key(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text("max-body-bytes = 10\n")
+    with running("--config", str(config)) as server:
+        assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 413
+        server.stop()
+    config.write_text("max_body_bites = 10\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_router", "run", "--config", str(config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "unknown setting 'max_body_bites'" in result.stderr
 
 
 def test_environment_sets_and_the_flag_wins() -> None:

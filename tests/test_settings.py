@@ -17,7 +17,7 @@ from trio_router.http.protocol import (
     client_timeout,
     invalid_app_header,
 )
-from trio_router.settings import Settings
+from trio_router.settings import ConfigFileError, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,3 +86,30 @@ def test_client_timeout_rejects_nonsense(value: bytes) -> None:
 def test_app_headers_that_would_split_the_response_are_caught(header: tuple[bytes, bytes], ok: bool) -> None:
     found = invalid_app_header([(b"content-type", b"text/plain"), header])
     assert (found is None) is ok
+
+
+def test_precedence_defaults_file_environment_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text('port = 7000\nrequest-timeout = 12.5\nkeepalive_timeout = 3\nhandlers = "from.file"\n')
+    monkeypatch.setenv("TRIO_ROUTER_KEEPALIVE_TIMEOUT", "4")
+    monkeypatch.setenv("TRIO_ROUTER_HANDLERS", "from.env")
+    settings = Settings.load(config, handlers="from.flag")
+    assert settings.header_timeout == 10.0  # default
+    assert (settings.port, settings.request_timeout) == (7000, 12.5)  # file
+    assert settings.keepalive_timeout == 4  # environment beats the file
+    assert settings.handlers == "from.flag"  # the flag beats everything
+    assert Settings().port == 8080  # the file applies only where it was loaded
+
+
+def test_yaml_config_and_its_errors(tmp_path: Path) -> None:
+    config = tmp_path / "server.yaml"
+    config.write_text("workers: 3\nmax-body-bytes: 2048\n")
+    assert (Settings.load(config).workers, Settings.load(config).max_body_bytes) == (3, 2048)
+    config.write_text("workers: [unclosed\n")
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
+        Settings.load(config)
+    with pytest.raises(ConfigFileError, match="cannot read config file"):
+        Settings.load(tmp_path / "missing.toml")
+    config.write_text("no_such_setting: 1\n")
+    with pytest.raises(ValidationError, match="no_such_setting"):
+        Settings.load(config)

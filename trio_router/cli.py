@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import types
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
 from .http.server import ListenError
 from .runner import AppLoadError, load_app, run_process
-from .settings import Settings
+from .settings import ConfigFileError, Settings
 
 PROG = "trio-router"
 
@@ -54,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="OpenAPI-first HTTP/1.1 server on trio + h11.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve the app (default: the reference app in handlers/)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML or YAML file of settings (below environment variables and flags; env TRIO_ROUTER_CONFIG)",
+    )
     _add_settings_flags(run)
     diagnose = commands.add_parser("diagnose", help="measure what a suspended sync handler costs in memory")
     diagnose.add_argument("--count", type=int, default=10_000, help="handlers suspended at once (default 10000)")
@@ -62,13 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name) is not None}
-    return Settings(**overrides)
+    config = args.config or (Path(os.environ["TRIO_ROUTER_CONFIG"]) if os.environ.get("TRIO_ROUTER_CONFIG") else None)
+    return Settings.load(config, **overrides)
 
 
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         name = str(item["loc"][0]) if item["loc"] else ""
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown setting {name!r}")
+            continue
         where = f"{_flag(name)} / TRIO_ROUTER_{name.upper()}" if name in Settings.model_fields else "settings"
         problems.append(f"invalid setting {where}: {item['msg']}")
     return "; ".join(problems)
@@ -86,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
     except ValidationError as exc:
         print(f"{PROG}: {_describe(exc)}", file=sys.stderr)
+        return 2
+    except ConfigFileError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     configure_logging()
     try:

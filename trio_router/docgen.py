@@ -14,8 +14,19 @@ HEADER = """# Configuration reference
 Generated from `trio_router/settings.py` by `python -m trio_router.docgen docs/configuration.md`
 (or `nox -s docs`); a test fails if this file and the model disagree.
 
-Precedence: defaults < `TRIO_ROUTER_*` environment variables < command-line flags. An invalid
-value stops startup with one line naming the setting and the reason.
+Precedence: defaults < config file < `TRIO_ROUTER_*` environment variables < command-line flags.
+An invalid value, or an unknown name in the config file, stops startup with one line naming the
+setting and the reason.
+
+The config file is given with `trio-router run --config FILE` (or `TRIO_ROUTER_CONFIG=FILE`): TOML
+when its name ends in `.toml`, YAML otherwise, a flat table of the names below (`-` or `_`):
+
+```toml
+port = 9000
+workers = 2
+request-timeout = 10
+handler_overflow = "shed"
+```
 
 | setting | flag | environment | default | meaning |
 |---|---|---|---|---|

@@ -1,19 +1,58 @@
 """One settings model for the whole server.
 
-Precedence: defaults < ``TRIO_ROUTER_*`` environment variables < CLI flags. The CLI
-flags are generated from this model (see ``cli.py``), so a setting cannot exist in one
-place and be missing in the other.
+Precedence: defaults < config file (TOML or YAML, ``--config``) < ``TRIO_ROUTER_*``
+environment variables < CLI flags. The CLI flags are generated from this model (see
+``cli.py``), so a setting cannot exist in one place and be missing in the other.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 Seconds = Annotated[float, Field(gt=0)]
 Bytes = Annotated[int, Field(ge=1)]
+
+
+class ConfigFileError(Exception):
+    """The config file cannot be read; the message is meant for a human."""
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file: a flat table of setting names."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ConfigFileError(f"config file {path} is not valid {path.suffix.lstrip('.').upper()}: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"config file {path} must hold a table of settings")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+_config_values: ContextVar[dict[str, Any] | None] = ContextVar("trio_router_config_values", default=None)
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """The config file's values, ranked below the environment (see ``settings_customise_sources``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return (_config_values.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_config_values.get() or {})
 
 
 class Settings(BaseSettings):
@@ -88,6 +127,27 @@ class Settings(BaseSettings):
     drain_body_bytes: int = Field(
         65_536, ge=0, description="Unread request body drained to keep a connection alive; larger closes it."
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Earlier wins: CLI flags (passed as init values), then the environment, then the file.
+        return init_settings, env_settings, _ConfigFileSource(settings_cls)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from every layer: defaults < ``config_file`` < environment < ``overrides``."""
+        token = _config_values.set(read_config_file(config_file) if config_file else {})
+        try:
+            return cls(**overrides)
+        finally:
+            _config_values.reset(token)
 
     @model_validator(mode="after")
     def _target_fits_head(self) -> Settings:
