@@ -115,6 +115,15 @@ def build_sync_app(probe: SyncProbe, upstream: str = "") -> App:
             raise HTTPError(401, "not you", close=False)
         return Response(request.read()[::-1])
 
+    @app.route("GET", "/headers")
+    def headers(request: Request) -> dict[str, str | None]:
+        return {name: request.header(name) for name in ("traceparent", "x-request-id")}
+
+    @app.route("GET", "/proxy-headers")
+    def proxy_headers(request: Request) -> dict[str, object]:
+        upstream_saw = trio_router.http_client.get(upstream + "/headers").json()
+        return {"upstream_saw": upstream_saw, "span_id": request.trace.span_id, "trace_id": request.trace.trace_id}
+
     @app.route("GET", "/proxy")
     def proxy(request: Request) -> Response:
         reply = trio_router.http_client.get(upstream + "/nap?" + request.query_string.decode())

@@ -199,8 +199,8 @@ def test_workers_share_the_port_restart_after_a_crash_and_drain_on_sigterm() -> 
     with running("--handlers", "tests.cli_app", "--workers", "2") as server:
         port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(2):
-            server.wait_for_log(r"worker \d\] .*listening")
+        for worker in ("0", "1"):
+            server.wait_for_log(rf'listening on .*"worker": "{worker}"')
         deadline = time.monotonic() + 20
         pids: set[int] = set()
         while len(pids) < 2 and time.monotonic() < deadline:
@@ -242,8 +242,8 @@ def test_metrics_add_up_across_workers() -> None:
     with running("--handlers", "tests.cli_app", "--workers", "2") as server:
         port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(2):
-            server.wait_for_log(r"worker \d\] .*listening")
+        for worker in ("0", "1"):
+            server.wait_for_log(rf'listening on .*"worker": "{worker}"')
         deadline = time.monotonic() + 20
         pids: set[int] = set()
         sent = 0

@@ -88,6 +88,7 @@ class App:
         if route is None:
             raise _MethodNotAllowed(request.method, self._allow[request.path])
         request.operation = route.operation
+        request.route = route.path
         return route
 
 

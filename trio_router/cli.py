@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import types
@@ -14,17 +13,16 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import ValidationError
 
 from .http.server import ListenError
+from .observability.logs import configure_logging as setup_logs
 from .runner import AppLoadError, load_app, run_process
 from .settings import ConfigFileError, Settings
 
 PROG = "trio-router"
 
 
-def configure_logging(who: str = "") -> None:
-    prefix = f"[{who}] " if who else ""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s", stream=sys.stderr
-    )
+def configure_logging(settings: Settings, worker: str | None = None) -> None:
+    redact = [name.strip() for name in settings.log_redact.split(",") if name.strip()]
+    setup_logs(settings.log_format, settings.log_level, worker, redact)
 
 
 def _flag(name: str) -> str:
@@ -103,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigFileError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(settings)
     try:
         app = load_app(settings.handlers)
         if settings.workers > 1:

@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     metrics_path: str = Field(
         "/metrics", pattern=r"^(/\S*)?$", description="Where Prometheus metrics are served; empty turns them off."
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="Log lines as JSON, or readable console text; auto: JSON unless stderr is a terminal."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
+    access_log: bool = Field(True, description="One log line per request.")
+    access_log_max_per_second: int = Field(
+        100, ge=0, description="Access lines per second before the rest are counted, not logged (5xx always are)."
+    )
+    log_redact: str = Field(
+        "",
+        description="Comma-separated extra field names whose values logs show as [REDACTED] "
+        "(authorization, cookies and API keys always are).",
+    )
     metrics_dir: str | None = Field(
         None, description="Directory where worker processes share metric snapshots (the supervisor sets it)."
     )

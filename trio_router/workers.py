@@ -120,8 +120,8 @@ def _worker_main(settings_json: str, worker_id: str) -> int:
     from .cli import configure_logging
     from .runner import load_app, run_process
 
-    configure_logging(f"worker {worker_id}")
     settings = Settings.model_validate_json(settings_json)
+    configure_logging(settings, worker=worker_id)
     return run_process(load_app(settings.handlers), settings, watch_parent=True, worker_name=worker_id)
 
 

@@ -47,6 +47,14 @@ _DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-
 _RAW_500 = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
+def _address(sock: socket.socket) -> str:
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "?"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
 class Phase(enum.Enum):
     IDLE = "idle"  # waiting for the first byte of a request
     HEAD = "head"  # a request head is partly received
@@ -69,6 +77,7 @@ class HTTPConnection:
         self.context = context
         self.settings = settings
         self.transport = Transport(sock)
+        self.client = _address(sock)
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_bytes)
         self.watcher = DisconnectWatcher(self.transport, self._client_disconnected, context.spawn_helper)
         self.scope = trio.CancelScope()
@@ -172,7 +181,7 @@ class HTTPConnection:
             self._check_handler_outcome()
         except HTTPError as exc:
             self.watcher.disarm()
-            response = problem(exc.status, exc.detail)
+            response = self._problem(exc.status, exc.detail)
             response.headers.extend(exc.headers)
             keep_alive = keep_alive and not exc.close
         keep_alive = await self._send_response(response, event.method == b"HEAD", keep_alive)
@@ -298,6 +307,8 @@ class HTTPConnection:
             return False
         keep_alive = keep_alive and not (self.closing or self.context.shutting_down or self._unread_body_forces_close())
         headers = [*response.headers, self.context.date.get(), SERVER_HEADER]  # never mutate the app's list
+        if self._request is not None:
+            headers.append((b"x-request-id", self._request.id.encode()))
         status = response.status
         if response.stream is None and status not in _NO_BODY_STATUSES:
             headers.append((b"content-length", str(len(response.body)).encode()))
@@ -311,7 +322,7 @@ class HTTPConnection:
             data = conn.send(head)
             if response.stream is not None:
                 await self._send_stream(data, response, head_only)
-                self._record(status)
+                self._record(status, None)
                 return keep_alive
             if response.body and not head_only:
                 data += conn.send(h11.Data(data=response.body))
@@ -319,21 +330,29 @@ class HTTPConnection:
         except h11.LocalProtocolError:
             log.exception("the app produced a response h11 refuses to send")
             await self._write(_RAW_500, streaming=False)
-            self._record(500)
+            self._record(500, 0)
             return False
         self.phase = Phase.SEND
         await self._write(data, streaming=False)
-        self._record(status)
+        self._record(status, len(response.body))
         return keep_alive
 
-    def _record(self, status: int) -> None:
+    def _problem(self, status: int, detail: str) -> Response:
+        if self._request is None:
+            return problem(status, detail)
+        return problem(status, detail, request_id=self._request.id)
+
+    def _record(self, status: int, size: int | None) -> None:
+        """Metrics and the access log, once the response is out."""
         request = self._request
-        self.context.stats.record(
-            request.operation if request is not None else UNMATCHED,
-            self._method,
-            status,
-            trio.current_time() - self.request_start,
-        )
+        operation = request.operation if request is not None else UNMATCHED
+        seconds = trio.current_time() - self.request_start
+        context = self.context
+        context.stats.record(operation, self._method, status, seconds)
+        if context.access_log is not None:
+            context.access_log.record(
+                request, method=self._method, status=status, seconds=seconds, size=size, client=self.client
+            )
 
     async def _send_stream(self, head: bytes, response: Response, head_only: bool) -> None:
         """A body of unknown length: chunked, one send per chunk, under the request's deadline."""
@@ -416,7 +435,7 @@ class HTTPConnection:
         """A last response before closing, if h11 still allows one; bounded even under cancellation."""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + self.settings.linger_timeout):
             try:
-                await self._send_response(problem(status, detail), head_only=False, keep_alive=False)
+                await self._send_response(self._problem(status, detail), head_only=False, keep_alive=False)
             except (PeerGone, SendTimeout):
                 pass
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ..observability.access_log import AccessLog
 from ..observability.metrics import RequestStats
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
@@ -35,5 +36,6 @@ class ServerContext:
     stats: RequestStats = field(default_factory=RequestStats)
     metrics_response: Callable[[], Response] | None = None
     metrics_target: bytes = b"/metrics"
+    access_log: AccessLog | None = None
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False

@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..observability.metrics import UNMATCHED
+from ..observability.tracing import TraceContext
 from ..runtime.bridge import await_
 
 if TYPE_CHECKING:
@@ -29,12 +30,14 @@ class Request:
         "_body",
         "_connection",
         "_id",
+        "_trace",
         "headers",
         "http_version",
         "method",
         "operation",
         "path",
         "query_string",
+        "route",
         "target",
     )
 
@@ -50,6 +53,8 @@ class Request:
         self._body: bytes | None = None
         self._id: str | None = None
         self.operation = UNMATCHED  # set by routing: the metrics label, never the raw path
+        self.route = UNMATCHED  # the route template, for logs
+        self._trace: TraceContext | None = None
         self.method = method
         self.target = target
         path, _, query = target.partition(b"?")
@@ -89,6 +94,18 @@ class Request:
             else:
                 self._id = os.urandom(8).hex()
         return self._id
+
+    @property
+    def trace(self) -> TraceContext:
+        """The W3C trace context: the client's ``traceparent`` if valid, else a new trace (lazily)."""
+        if self._trace is None:
+            inbound = None
+            for name, value in self.headers:
+                if name == b"traceparent":
+                    inbound = value
+                    break
+            self._trace = TraceContext.from_header(inbound)
+        return self._trace
 
     @property
     def runtime(self) -> HandlerRuntime:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import trio
 
+from ..observability.access_log import AccessLog
 from ..runtime.executor import HandlerRuntime
 from ..runtime.http_client import close_shared_client
 from ..settings import Settings
@@ -92,6 +93,8 @@ class Server:
                 self.settings, self.app, spawn_helper=helpers.start_soon, runtime=HandlerRuntime(self.settings)
             )
             self.context = context
+            if self.settings.access_log:
+                context.access_log = AccessLog(self.settings.access_log_max_per_second)
             if self.settings.metrics_path:
                 self.metrics = ServerMetrics(context, self.worker_name)
                 context.metrics_response = self.metrics.response

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..settings import Settings
 from .admission import Admission
+from .current import current_request
 from .greenlets import HandlerPool
 
 
@@ -30,11 +31,13 @@ class HandlerRuntime:
         if not admission.try_enter():
             on_first_suspend()  # queueing is waiting: the request's deadline and disconnect watch apply
             await admission.enter()
+        token = current_request.set(request)  # handlers run in copies of this context: they see it
         try:
             if is_async:
                 return await _run_watching_suspension(handler(request), on_first_suspend)
             return await self.pool.run(handler, request, on_first_suspend)
         finally:
+            current_request.reset(token)
             admission.leave()
 
 

@@ -19,6 +19,7 @@ import httpx
 import trio
 
 from .bridge import await_
+from .current import current_request
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
@@ -47,6 +48,13 @@ class HandlerHTTPClient:
     """``httpx``'s request API, synchronous, for handlers running in greenlets."""
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        """Send a request; inside a handler it carries the request's ``traceparent`` and request id."""
+        request = current_request.get()
+        if request is not None:
+            headers = httpx.Headers(kwargs.pop("headers", None))
+            headers.setdefault("traceparent", request.trace.outgoing())
+            headers.setdefault("x-request-id", request.id)
+            kwargs["headers"] = headers
         return await_(shared_async_client().request(method, url, **kwargs))
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
