@@ -86,3 +86,23 @@ async def test_metrics_can_be_turned_off() -> None:
     async with serve(build_app(Probe()), metrics_path="") as running:
         client = await running.connect()
         assert (await client.request("GET", "/metrics")).status == 404
+
+
+def test_dashboard_queries_only_metrics_the_server_exports() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from trio_router.observability.metrics import Gauges, RequestStats, render
+
+    stats = RequestStats()
+    stats.record("op", "GET", 200, 0.01)
+    exported = {family.name for family in text_string_to_metric_families(render(stats, Gauges()).decode())}
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "docs" / "dashboard.json").read_text())
+    queried = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"trio_router_\w+", target["expr"])
+    }
+    assert queried and queried <= exported

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from typing import TYPE_CHECKING
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 
 # An inbound X-Request-ID is kept if it is visible ASCII of a sane length, else replaced.
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+# Generated ids: a random per-process prefix and a counter, unique without a random draw per
+# request (every response carries one, so this is on the hot path).
+_ID_PREFIX = os.urandom(6).hex() + "-"
+_id_counter = itertools.count(1)
 
 
 class Request:
@@ -92,7 +97,7 @@ class Request:
                     self._id = value.decode("ascii")
                     break
             else:
-                self._id = os.urandom(8).hex()
+                self._id = f"{_ID_PREFIX}{next(_id_counter):x}"
         return self._id
 
     @property
