@@ -41,6 +41,7 @@ log = logging.getLogger("trio_router.http")
 _CLOSE = (b"connection", b"close")
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CAN_RESPOND = (h11.IDLE, h11.SEND_RESPONSE)
+_END = h11.EndOfMessage()  # immutable: one instance spares h11 a header normalisation per response
 _DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-arm per request
 # Sent raw when h11 refuses what the app produced (e.g. a header with a newline): the
 # state machine is then in ERROR and cannot serialise anything else.
@@ -311,7 +312,7 @@ class HTTPConnection:
             headers.append((b"x-request-id", self._request.id.encode()))
         status = response.status
         if response.stream is None and status not in _NO_BODY_STATUSES:
-            headers.append((b"content-length", str(len(response.body)).encode()))
+            headers.append((b"content-length", b"%d" % len(response.body)))
         if not keep_alive:
             headers.append(_CLOSE)
         try:
@@ -326,7 +327,7 @@ class HTTPConnection:
                 return keep_alive
             if response.body and not head_only:
                 data += conn.send(h11.Data(data=response.body))
-            data += conn.send(h11.EndOfMessage())
+            data += conn.send(_END)
         except h11.LocalProtocolError:
             log.exception("the app produced a response h11 refuses to send")
             await self._write(_RAW_500, streaming=False)
@@ -369,7 +370,7 @@ class HTTPConnection:
                     if chunk:
                         await self._write(conn.send(h11.Data(data=chunk)), streaming=True)
                 self.watcher.disarm()
-            await self._write(conn.send(h11.EndOfMessage()), streaming=True)
+            await self._write(conn.send(_END), streaming=True)
         finally:
             await self._close_producer(stream)
 
