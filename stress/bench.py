@@ -117,7 +117,11 @@ SERVERS: dict[str, Server] = {
     "trio-router, bare route": Server(_trio_router("stress.bare_app")),
     # The reference app's sync handler returns a dict: a pooled greenlet and JSON encoding on top.
     "trio-router, petstore /health": Server(_trio_router("handlers.petstore")),
-    "trio-router, petstore, no greenlet pooling": Server(_trio_router("handlers.petstore", "--no-pool-greenlets")),
+    # For the FastAPI comparison: uvicorn runs with --no-access-log, so trio-router does too.
+    "trio-router sync handler, no access log": Server(_trio_router("handlers.petstore", "--no-access-log")),
+    "trio-router sync handler, no access log, no greenlet pooling": Server(
+        _trio_router("handlers.petstore", "--no-access-log", "--no-pool-greenlets")
+    ),
     "FastAPI sync (threadpool), uvicorn": _uvicorn("/health"),
     "FastAPI async, uvicorn": _uvicorn("/health-async"),
 }
@@ -125,8 +129,8 @@ SERVERS: dict[str, Server] = {
 SUITES = {
     "core": ["trio + h11 floor", "trio-router, bare route", "trio-router, petstore /health"],
     "sync": [
-        "trio-router, petstore /health",
-        "trio-router, petstore, no greenlet pooling",
+        "trio-router sync handler, no access log",
+        "trio-router sync handler, no access log, no greenlet pooling",
         "FastAPI sync (threadpool), uvicorn",
         "FastAPI async, uvicorn",
     ],
