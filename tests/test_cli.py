@@ -70,6 +70,18 @@ def running(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerPro
             server.process.wait()
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`trio-router ARGS` to completion (for commands that exit by themselves)."""
+    return subprocess.run(
+        [sys.executable, "-m", "trio_router", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
 def test_run_serves_the_reference_app_and_drains_on_sigterm() -> None:
     with running() as server:
         url = server.url()
@@ -122,13 +134,7 @@ def test_second_signal_forces_exit() -> None:
 def test_busy_port_is_one_clear_line() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "trio_router", "run", "--port", str(port)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run_cli("run", "--port", str(port))
     assert result.returncode == 1
     assert f"trio-router: cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -146,14 +152,7 @@ def test_busy_port_is_one_clear_line() -> None:
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_router", "run", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, **env},
-    )
+    result = run_cli("run", *args, env=env)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -166,13 +165,7 @@ def test_config_file_from_the_flag_and_an_unknown_key(tmp_path: Path) -> None:
         assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 413
         server.stop()
     config.write_text("max_body_bites = 10\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_router", "run", "--config", str(config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_cli("run", "--config", str(config))
     assert result.returncode == 2
     assert "unknown setting 'max_body_bites'" in result.stderr
 
@@ -224,13 +217,7 @@ def test_workers_share_the_port_restart_after_a_crash_and_drain_on_sigterm() -> 
 
 
 def test_diagnose_reports_bytes_per_suspended_handler() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "trio_router", "diagnose", "--count", "300"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_cli("diagnose", "--count", "300")
     assert result.returncode == 0, result.stderr
     assert re.search(r"per sync handler .*: [\d,]+ bytes traced", result.stdout)
     assert re.search(r"greenlet's share of RSS over async code: -?[\d,]+ bytes", result.stdout)
