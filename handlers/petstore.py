@@ -38,3 +38,14 @@ async def create_pet(request: Request) -> Response:
     pet_id = next(_ids)
     _pets[pet_id] = {"id": pet_id, "name": pet["name"], "tag": pet.get("tag")}
     return Response.json(_pets[pet_id], status=201, headers=[("location", f"/pets/{pet_id}")])
+
+
+@app.route("GET", "/pets/{pet_id}")
+def get_pet(request: Request) -> dict[str, object]:
+    try:
+        pet = _pets.get(int(request.path_params["pet_id"]))
+    except ValueError:
+        raise HTTPError(400, "pet_id must be an integer", close=False) from None
+    if pet is None:
+        raise HTTPError(404, f"no pet {request.path_params['pet_id']}", close=False)
+    return pet

@@ -117,6 +117,14 @@ def build_app(probe: Probe) -> App:
 
         return Response(stream=ticks())
 
+    @app.route("GET", "/things/{kind}/{name}.{ext}")
+    def thing(request: Request) -> dict[str, str]:
+        return request.path_params
+
+    @app.route("GET", "/things/{kind}/special")
+    def special(request: Request) -> dict[str, str]:
+        return {"special": request.path_params["kind"]}
+
     @app.route("GET", "/big")
     def big(request: Request) -> bytes:
         return b"x" * int(request.query_string.decode())

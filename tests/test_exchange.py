@@ -117,7 +117,9 @@ async def test_unknown_path_404_and_wrong_method_405_with_allow_as_problem_json(
         assert missing.json()["status"] == 404
         wrong = await client.request("DELETE", "/hello")
         assert wrong.status == 405
-        assert wrong.headers["allow"] == "GET, HEAD"
+        assert wrong.headers["allow"] == "GET, HEAD, OPTIONS"
+        options = await client.request("OPTIONS", "/hello")
+        assert (options.status, options.headers["allow"]) == (204, "GET, HEAD, OPTIONS")
         # Client errors keep the connection.
         assert (await client.request("GET", "/hello")).status == 200
 
@@ -141,3 +143,15 @@ async def test_invalid_response_header_from_app_gives_500_not_a_crash() -> None:
             data += chunk
         assert data.startswith(b"HTTP/1.1 500 ")
         assert (await (await running.connect()).request("GET", "/hello")).status == 200
+
+
+async def test_path_templates_route_with_decoded_parameters_and_metrics_use_the_template() -> None:
+    async with serve(build_app(Probe())) as running:
+        client = await running.connect()
+        reply = await client.request("GET", "/things/books/war%20and%20peace.epub")
+        assert reply.json() == {"kind": "books", "name": "war and peace", "ext": "epub"}
+        assert (await client.request("GET", "/things/a%2Fb/special")).json() == {"special": "a/b"}
+        assert (await client.request("GET", "/things/books/")).status == 404  # trailing slash: no route
+        assert running.server.context is not None
+        operations = {operation for operation, _, _ in running.server.context.stats.requests}
+        assert operations == {"thing", "special", "<unmatched>"}

@@ -32,6 +32,9 @@ async def test_pets_can_be_listed_and_created() -> None:
         assert created.headers["location"] == f"/pets/{pet['id']}"
         listed = await client.request("GET", "/pets")
         assert pet in listed.json()
+        assert (await client.request("GET", created.headers["location"])).json() == pet
+        assert (await client.request("GET", "/pets/999999")).status == 404
+        assert (await client.request("GET", "/pets/rex")).status == 400
         bad = await client.request("POST", "/pets", b'{"tag": "no name"}')
         assert bad.status == 400
         assert bad.headers["content-type"] == "application/problem+json"

@@ -16,6 +16,7 @@ from typing import Any
 from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
+from .routing import Match, Router
 
 log = logging.getLogger("trio_router.app")
 
@@ -37,23 +38,34 @@ class Route:
 
 
 class App:
-    """Maps (method, path) to handlers. HEAD is answered by GET routes; a path with no route
+    """Maps (method, path template) to handlers through a radix tree. HEAD is answered by GET
+    routes and OPTIONS automatically (204 + ``Allow``) unless registered; a path with no route
     for the method gets 405 with ``Allow``."""
 
     def __init__(self) -> None:
-        self._paths: dict[str, dict[str, Route]] = {}
+        self._router: Router[dict[str, Route]] = Router()
+        self._methods: dict[str, dict[str, Route]] = {}
+        # Templates without parameters, by their exact text: a path equal to one of them needs no
+        # tree walk (an all-static template is the most specific match there is).
+        self._static: dict[str, Match[dict[str, Route]]] = {}
         self._allow: dict[str, str] = {}
 
     def route(self, method: str, path: str, *, timeout: float | None = None) -> Callable[[Handler], Handler]:
-        """Register ``handler`` for ``method path``; ``timeout`` overrides the server's request deadline."""
+        """Register ``handler`` for ``method`` on the path template ``path`` (``/pets/{id}``);
+        ``timeout`` overrides the server's request deadline."""
 
         def register(handler: Handler) -> Handler:
-            methods = self._paths.setdefault(path, {})
+            methods = self._methods.get(path)
+            if methods is None:
+                methods = self._methods[path] = {}
+                self._router.add(path, methods)  # RouteConflict for an equivalent template
+                if "{" not in path:
+                    self._static[path] = Match(path, methods, {})
             upper = method.upper()
             if upper in methods:
                 raise ValueError(f"{upper} {path} is registered twice")
             methods[upper] = Route(upper, path, handler, inspect.iscoroutinefunction(handler), timeout)
-            allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+            allowed = set(methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
             self._allow[path] = ", ".join(sorted(allowed))
             return handler
 
@@ -61,10 +73,12 @@ class App:
 
     @property
     def routes(self) -> list[Route]:
-        return [route for methods in self._paths.values() for route in methods.values()]
+        return [route for methods in self._methods.values() for route in methods.values()]
 
     async def handle(self, request: Request) -> Response:
         route = self._route(request)
+        if route is None:
+            return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
             request.set_operation_timeout(route.timeout)
         try:
@@ -78,17 +92,23 @@ class App:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
             return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
 
-    def _route(self, request: Request) -> Route:
-        methods = self._paths.get(request.path)
-        if methods is None:
+    def _route(self, request: Request) -> Route | None:
+        """The route for the request, or None for an automatic OPTIONS answer."""
+        found = self._static.get(request.path) or self._router.match(request.path)
+        if found is None:
             raise HTTPError(404, f"no route for {request.path}", close=False)
+        request.route = found.template
+        if found.params:
+            request.path_params = found.params
+        methods = found.value
         route = methods.get(request.method)
         if route is None and request.method == "HEAD":
             route = methods.get("GET")
         if route is None:
-            raise _MethodNotAllowed(request.method, self._allow[request.path])
+            if request.method == "OPTIONS":
+                return None
+            raise _MethodNotAllowed(request.method, self._allow[found.template])
         request.operation = route.operation
-        request.route = route.path
         return route
 
 

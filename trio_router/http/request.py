@@ -41,6 +41,7 @@ class Request:
         "method",
         "operation",
         "path",
+        "path_params",
         "query_string",
         "route",
         "target",
@@ -59,6 +60,7 @@ class Request:
         self._id: str | None = None
         self.operation = UNMATCHED  # set by routing: the metrics label, never the raw path
         self.route = UNMATCHED  # the route template, for logs
+        self.path_params: dict[str, str] = {}  # decoded values of the template's parameters
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target
