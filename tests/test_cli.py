@@ -148,6 +148,7 @@ def test_busy_port_is_one_clear_line() -> None:
         ([], {"TRIO_ROUTER_WORKERS": "0"}, "invalid setting --workers / TRIO_ROUTER_WORKERS"),
         (["--handlers", "no_such_module"], {}, "cannot import handlers module 'no_such_module'"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        (["--handlers", "tests.conflict_app"], {}, "'/pets/{pet_id}' and '/pets/{name}' match the same paths"),
         (["--config", "/nonexistent/server.toml"], {}, "cannot read config file /nonexistent/server.toml"),
     ],
 )

@@ -32,6 +32,8 @@ def load_app(module_name: str) -> App:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AppLoadError(f"cannot import handlers module {module_name!r}: {exc}") from None
+    except ValueError as exc:  # routes that cannot be served: a bad template, a conflict, a duplicate
+        raise AppLoadError(f"handlers module {module_name!r}: {exc}") from None
     app = getattr(module, "app", None)
     if not isinstance(app, App):
         raise AppLoadError(f"handlers module {module_name!r} has no `app = trio_router.App()`")
