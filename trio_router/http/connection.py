@@ -155,7 +155,11 @@ class HTTPConnection:
                     conn.receive_data(await self.transport.recv(self.settings.receive_bytes))
                     event = self._next_head_event()
         else:
-            await trio.lowlevel.checkpoint()  # pipelined input must not starve other connections
+            # Pipelined input: the head is already here. Its deadline replaces whatever the last
+            # request left armed, and a checkpoint keeps it from starving other connections.
+            self.phase = Phase.HEAD
+            self._set_deadline(trio.current_time() + self.settings.header_timeout)
+            await trio.lowlevel.checkpoint()
         if type(event) is h11.Request:
             return event
         if isinstance(event, HTTPError):

@@ -14,6 +14,8 @@ _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
 _BYTES = (b"content-type", b"application/octet-stream")
 _PROBLEM = (b"content-type", b"application/problem+json")
+# json.dumps() with any non-default argument builds a new encoder per call; this one is built once.
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _encode_headers(headers: Iterable[tuple[str | bytes, str | bytes]]) -> Headers:
@@ -50,7 +52,7 @@ class Response:
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Response:
-        response = cls(json.dumps(value, separators=(",", ":")).encode(), status, headers)
+        response = cls(_json(value).encode(), status, headers)
         response.headers.append(_JSON)
         return response
 
@@ -94,6 +96,6 @@ def problem(status: int, detail: str | None = None, **extra: Any) -> Response:
     if detail:
         body["detail"] = detail
     body.update(extra)
-    response = Response(json.dumps(body, separators=(",", ":")).encode(), status)
+    response = Response(_json(body).encode(), status)
     response.headers.append(_PROBLEM)
     return response
