@@ -86,6 +86,8 @@ class Supervisor:
             started = trio.current_time()
             process = await trio.lowlevel.open_process(command, start_new_session=True)
             self.processes[worker_id] = process
+            if self.stopping:  # the signal came while this worker was starting: it missed the forward
+                process.send_signal(signal.SIGTERM)
             code = await process.wait()
             del self.processes[worker_id]
             if self.stopping:
