@@ -77,7 +77,7 @@ class Server:
 
     @property
     def helper_tasks(self) -> int:
-        """Live helper tasks (disconnect watchers): one at most per open connection."""
+        """Live helper tasks: disconnect watchers (one at most per connection) and metrics work."""
         return len(self._helpers.child_tasks) if self._helpers else 0
 
     def shutdown(self) -> None:
@@ -116,7 +116,7 @@ class Server:
             helpers.cancel_scope.cancel()
         context.runtime.pool.close()
         if self.metrics is not None:
-            self.metrics.share()  # the final counts, for the supervisor's last scrape of this worker
+            self.metrics.share()  # final counts, so the other workers keep reporting this one's requests
         await close_shared_client()
         return clean
 
