@@ -189,12 +189,17 @@ def _pids(url: str, count: int) -> set[int]:
     return pids
 
 
+def _two_workers_listening(server: ServerProcess) -> str:
+    """Wait for the supervisor and both workers; return the shared URL."""
+    port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
+    for worker in ("0", "1"):
+        server.wait_for_log(rf'listening on .*"worker": "{worker}"')
+    return f"http://127.0.0.1:{port}"
+
+
 def test_workers_share_the_port_restart_after_a_crash_and_drain_on_sigterm() -> None:
     with running("--handlers", "tests.cli_app", "--workers", "2") as server:
-        port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
-        url = f"http://127.0.0.1:{port}"
-        for worker in ("0", "1"):
-            server.wait_for_log(rf'listening on .*"worker": "{worker}"')
+        url = _two_workers_listening(server)
         deadline = time.monotonic() + 20
         pids: set[int] = set()
         while len(pids) < 2 and time.monotonic() < deadline:
@@ -228,10 +233,7 @@ def test_metrics_add_up_across_workers() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     with running("--handlers", "tests.cli_app", "--workers", "2") as server:
-        port = server.wait_for_log(r"starting 2 workers on 127\.0\.0\.1:(\d+)").group(1)
-        url = f"http://127.0.0.1:{port}"
-        for worker in ("0", "1"):
-            server.wait_for_log(rf'listening on .*"worker": "{worker}"')
+        url = _two_workers_listening(server)
         deadline = time.monotonic() + 20
         pids: set[int] = set()
         sent = 0

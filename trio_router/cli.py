@@ -13,16 +13,11 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import ValidationError
 
 from .http.server import ListenError
-from .observability.logs import configure_logging as setup_logs
+from .observability.logs import configure_logging
 from .runner import AppLoadError, load_app, run_process
 from .settings import ConfigFileError, Settings
 
 PROG = "trio-router"
-
-
-def configure_logging(settings: Settings, worker: str | None = None) -> None:
-    redact = [name.strip() for name in settings.log_redact.split(",") if name.strip()]
-    setup_logs(settings.log_format, settings.log_level, worker, redact)
 
 
 def _flag(name: str) -> str:

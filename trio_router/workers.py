@@ -119,7 +119,7 @@ class Supervisor:
 
 
 def _worker_main(settings_json: str, worker_id: str) -> int:
-    from .cli import configure_logging
+    from .observability.logs import configure_logging
     from .runner import load_app, run_process
 
     settings = Settings.model_validate_json(settings_json)

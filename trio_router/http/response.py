@@ -62,12 +62,6 @@ class Response:
         response.headers.append(_TEXT)
         return response
 
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
 
 def coerce_response(result: object) -> Response:
     """What a handler may return: a Response, JSON-able dict/list, str, bytes, or None (204)."""

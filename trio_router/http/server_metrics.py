@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
@@ -46,7 +45,8 @@ class ServerMetrics:
         self._measure_handler_memory_once()
         stats, gauges = self.context.stats, self.gauges()
         if self.snapshots is not None:
-            stats = copy.deepcopy(stats)
+            own, stats = stats, RequestStats()
+            stats.merge(own)
             for other_stats, other_gauges in self.snapshots.read_others():
                 stats.merge(other_stats)
                 gauges.merge(other_gauges)
@@ -76,6 +76,3 @@ class ServerMetrics:
                 self.snapshots.write(self.context.stats, self.gauges())
             except OSError as exc:
                 log.warning("cannot write the metrics snapshot: %s", exc)
-
-
-__all__ = ["RequestStats", "ServerMetrics"]

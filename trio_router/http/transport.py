@@ -62,17 +62,6 @@ class Transport:
         await trio.lowlevel.wait_readable(self.sock)
         return await self.recv(max_bytes)
 
-    def recv_nowait(self, max_bytes: int) -> bytes | None:
-        """Bytes already in the kernel buffer, ``b""`` on EOF, ``None`` if nothing is there yet."""
-        try:
-            return self.sock.recv(max_bytes)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            if exc.errno in _EOF_ERRNOS:
-                return b""
-            raise
-
     def peer_closed(self) -> bool | None:
         """Peek without consuming: True if the peer closed, False if data waits, None if nothing yet."""
         try:

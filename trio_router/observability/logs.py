@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
-LogFormat = Literal["auto", "json", "console"]
+from ..settings import Settings
+
 REDACTED = "[REDACTED]"
 # Never logged in clear, whoever passes them: credentials and what identifies a session.
 ALWAYS_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "api_key", "x-api-key"})
@@ -38,9 +39,10 @@ class Redactor:
         return mapping
 
 
-def configure_logging(
-    fmt: LogFormat = "auto", level: str = "info", worker: str | None = None, redact: Iterable[str] = ()
-) -> None:
+def configure_logging(settings: Settings, worker: str | None = None) -> None:
+    """Logging for this process from the settings (``worker`` names a worker process)."""
+    fmt, level = settings.log_format, settings.log_level
+    redact = [name.strip() for name in settings.log_redact.split(",") if name.strip()]
     json_output = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.stdlib.add_log_level,

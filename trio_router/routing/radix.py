@@ -113,16 +113,3 @@ class Router(Generic[T]):
                 return found
             params.pop()
         return None
-
-    def templates(self) -> list[str]:
-        found: list[str] = []
-        stack = [self._root]
-        while stack:
-            node = stack.pop()
-            if node.template is not None:
-                found.append(node.template)
-            stack.extend(node.static.values())
-            stack.extend(child for _, child in node.patterns)
-            if node.whole is not None:
-                stack.append(node.whole)
-        return sorted(found)

@@ -23,18 +23,10 @@ class TemplateError(ValueError):
 class Static:
     text: str  # decoded
 
-    @property
-    def rank(self) -> int:
-        return 0  # most specific
-
 
 @dataclass(frozen=True, slots=True)
 class Whole:
     name: str
-
-    @property
-    def rank(self) -> int:
-        return 2  # least specific
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +36,6 @@ class Pattern:
     source: str
     names: tuple[str, ...]
     regex: re.Pattern[str]
-
-    @property
-    def rank(self) -> int:
-        return 1
 
     @property
     def skeleton(self) -> str:
