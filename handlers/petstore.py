@@ -1,51 +1,164 @@
 """The reference app, served by a bare ``trio-router run``.
 
-Until the OpenAPI compiler lands, its routes are registered in code; afterwards
-specs/petstore.yaml becomes their source of truth and these functions bind by operationId.
+specs/petstore.yaml is the source of truth: each function here is bound to the operation whose
+operationId is its name. Parameters and bodies arrive decoded, typed and validated, so the
+handlers hold only the store's logic. Some take the request, most declare keyword parameters.
 """
 
 from __future__ import annotations
 
-import json
 from itertools import count
+from typing import Any
 
-from trio_router import App, HTTPError, Request, Response
+from trio_router import HTTPError, Request, Response, UploadedFile
 
-app = App()
+Pet = dict[str, Any]
 
-_pets: dict[int, dict[str, object]] = {1: {"id": 1, "name": "Rex", "tag": "dog"}}
-_ids = count(2)
+_pets: dict[int, Pet] = {1: {"id": 1, "kind": "dog", "name": "Rex", "tag": "good", "good_boy": True}}
+_photos: dict[int, tuple[dict[str, Any], bytes]] = {}
+_owners: dict[int, dict[str, Any]] = {}
+_pet_ids = count(2)
+_photo_ids = count(1)
+_owner_ids = count(1)
 
 
-@app.route("GET", "/health")
+def _pet(pet_id: int) -> Pet:
+    pet = _pets.get(pet_id)
+    if pet is None:
+        raise HTTPError(404, f"no pet {pet_id}", close=False)
+    return pet
+
+
 def health(request: Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.route("GET", "/pets")
-def list_pets(request: Request) -> list[dict[str, object]]:
-    return list(_pets.values())
+def list_pets(
+    limit: int = 20, offset: int = 0, species: list[str] | None = None, tags: list[str] | None = None
+) -> Response:
+    found = [
+        pet
+        for pet in _pets.values()
+        if (not species or pet["kind"] in species) and (not tags or pet.get("tag") in tags)
+    ]
+    page = found[offset : offset + limit]
+    return Response.json(page, headers=[("x-total-count", str(len(found)))])
 
 
-@app.route("POST", "/pets")
-async def create_pet(request: Request) -> Response:
-    try:
-        pet = json.loads(await request.body())
-    except ValueError:
-        raise HTTPError(400, "the body is not JSON", close=False) from None
-    if not isinstance(pet, dict) or not isinstance(pet.get("name"), str):
-        raise HTTPError(400, "a pet needs a string `name`", close=False)
-    pet_id = next(_ids)
-    _pets[pet_id] = {"id": pet_id, "name": pet["name"], "tag": pet.get("tag")}
+def create_pet(body: dict[str, Any]) -> Response:
+    pet_id = next(_pet_ids)
+    _pets[pet_id] = {"id": pet_id, **body}
     return Response.json(_pets[pet_id], status=201, headers=[("location", f"/pets/{pet_id}")])
 
 
-@app.route("GET", "/pets/{pet_id}")
-def get_pet(request: Request) -> dict[str, object]:
-    try:
-        pet = _pets.get(int(request.path_params["pet_id"]))
-    except ValueError:
-        raise HTTPError(400, "pet_id must be an integer", close=False) from None
-    if pet is None:
-        raise HTTPError(404, f"no pet {request.path_params['pet_id']}", close=False)
+def search_pets(
+    filter: dict[str, Any] | None = None,
+    ids: list[int] | None = None,
+    words: list[str] | None = None,
+    limit: int = 20,
+) -> list[Pet]:
+    criteria = filter or {}
+    found = []
+    for pet in _pets.values():
+        if ids is not None and pet["id"] not in ids:
+            continue
+        if "species" in criteria and pet["kind"] != criteria["species"]:
+            continue
+        if "name" in criteria and criteria["name"].lower() not in pet["name"].lower():
+            continue
+        if words and not all(word.lower() in pet["name"].lower() for word in words):
+            continue
+        found.append(pet)
+    return found[:limit]
+
+
+def get_pets_batch(ids: list[int]) -> list[Pet]:
+    return [_pets[pet_id] for pet_id in ids if pet_id in _pets]
+
+
+def get_pet(pet_id: int) -> Pet:
+    return _pet(pet_id)
+
+
+def replace_pet(pet_id: int, body: dict[str, Any]) -> Pet:
+    owner = _pet(pet_id).get("owner_id")
+    _pets[pet_id] = {"id": pet_id, **body, "owner_id": owner}
+    return _pets[pet_id]
+
+
+def rename_pet(pet_id: int, body: dict[str, str]) -> Pet:
+    pet = _pet(pet_id)
+    pet["name"] = body["name"]
     return pet
+
+
+def delete_pet(pet_id: int) -> None:
+    _pet(pet_id)
+    del _pets[pet_id]
+
+
+def upload_photo(pet_id: int, body: dict[str, Any]) -> Response:
+    _pet(pet_id)
+    upload: UploadedFile = body["file"]
+    photo_id = next(_photo_ids)
+    meta = {
+        "id": photo_id,
+        "pet_id": pet_id,
+        "size": len(upload.data),
+        "content_type": upload.content_type,
+        "caption": body.get("caption"),
+    }
+    _photos[photo_id] = (meta, upload.data)
+    return Response.json(meta, status=201, headers=[("location", f"/pets/{pet_id}/photos/{photo_id}")])
+
+
+def _photo(pet_id: int, photo_id: int) -> tuple[dict[str, Any], bytes]:
+    found = _photos.get(photo_id)
+    if found is None or found[0]["pet_id"] != pet_id:
+        raise HTTPError(404, f"pet {pet_id} has no photo {photo_id}", close=False)
+    return found
+
+
+def get_photo(pet_id: int, photo_id: int) -> dict[str, Any]:
+    return _photo(pet_id, photo_id)[0]
+
+
+def get_photo_bytes(pet_id: int, photo_id: int) -> Response:
+    meta, data = _photo(pet_id, photo_id)
+    return Response(data, headers=[("content-type", meta["content_type"])])
+
+
+def get_file(name: str, ext: str) -> dict[str, str]:
+    return {"name": name, "ext": ext}
+
+
+def get_calendar(days: list[str]) -> dict[str, list[str]]:
+    return {"days": days}
+
+
+def get_preferences(request: Request) -> dict[str, Any]:
+    params = request.params
+    return {
+        "theme": params.get("theme", "light"),
+        "client_version": params["x_client_version"],
+        "view": params.get("view"),
+    }
+
+
+def create_owner(body: dict[str, Any]) -> Response:
+    missing = [pet_id for pet_id in body.get("pet_ids", []) if pet_id not in _pets]
+    if missing:
+        raise HTTPError(422, f"no pets {missing}", close=False)
+    owner_id = next(_owner_ids)
+    owner = {"id": owner_id, "name": body["name"], "pet_ids": body.get("pet_ids", []), "newsletter": False}
+    owner["newsletter"] = bool(body.get("newsletter", False))
+    for pet_id in owner["pet_ids"]:
+        _pets[pet_id]["owner_id"] = owner_id
+    _owners[owner_id] = owner
+    return Response.json(owner, status=201, headers=[("location", f"/owners/{owner_id}/pets")])
+
+
+def list_owner_pets(owner_id: int) -> list[Pet]:
+    if owner_id not in _owners:
+        raise HTTPError(404, f"no owner {owner_id}", close=False)
+    return [pet for pet in _pets.values() if pet.get("owner_id") == owner_id]

@@ -35,7 +35,7 @@ def build_app(probe: Probe) -> App:
 
     @app.route("POST", "/echo")
     async def echo(request: Request) -> Response:
-        body = await request.body()
+        body = await request.receive()
         probe.bodies.append(body)
         return Response(body, headers=[("content-type", "application/octet-stream")])
 

@@ -25,6 +25,10 @@ class Running:
     server: Server
     port: int
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def connect(self) -> Client:
         return Client(await trio.open_tcp_stream("127.0.0.1", self.port))
 

@@ -88,7 +88,7 @@ def test_run_serves_the_reference_app_and_drains_on_sigterm() -> None:
         reply = httpx.get(url + "/health")
         assert reply.status_code == 200
         assert reply.json() == {"status": "ok"}
-        created = httpx.post(url + "/pets", json={"name": "Tom"})
+        created = httpx.post(url + "/pets", json={"kind": "cat", "name": "Tom"})
         assert created.status_code == 201
         assert server.stop() == 0
         assert any("draining" in line for line in server.lines)
@@ -177,7 +177,7 @@ def test_environment_sets_and_the_flag_wins() -> None:
         assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 413
         server.stop()
     with running("--max-body-bytes", "1000", env=env) as server:
-        assert httpx.post(server.url() + "/pets", json={"name": "a long enough name"}).status_code == 201
+        assert httpx.post(server.url() + "/pets", json={"kind": "dog", "name": "a long enough name"}).status_code == 201
         server.stop()
 
 

@@ -1,41 +1,171 @@
-"""The reference app: what `trio-router run` serves with no arguments, checked against its spec."""
+"""The reference app, end to end: what `trio-router run` serves with no arguments, through httpx."""
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import yaml
+import httpx
+import pytest
 
 from handlers import petstore
 from tests.conftest import serve
+from trio_router import App
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "petstore.yaml"
 
 
-def test_code_routes_match_the_spec_operations() -> None:
-    spec = yaml.safe_load(SPEC.read_text())
-    declared = {
-        (method.upper(), path, operation["operationId"])
-        for path, item in spec["paths"].items()
-        for method, operation in item.items()
-    }
-    registered = {(route.method, route.path, route.handler.__name__) for route in petstore.app.routes}
-    assert registered == declared
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    module = importlib.reload(petstore)  # a fresh in-memory store per test
+    async with serve(App.from_spec(SPEC, module)) as running, httpx.AsyncClient(base_url=running.url) as http:
+        yield http
 
 
-async def test_pets_can_be_listed_and_created() -> None:
-    async with serve(petstore.app) as running:
-        client = await running.connect()
-        created = await client.request("POST", "/pets", b'{"name": "Tom", "tag": "cat"}')
-        assert created.status == 201
-        pet = created.json()
-        assert created.headers["location"] == f"/pets/{pet['id']}"
-        listed = await client.request("GET", "/pets")
-        assert pet in listed.json()
-        assert (await client.request("GET", created.headers["location"])).json() == pet
-        assert (await client.request("GET", "/pets/999999")).status == 404
-        assert (await client.request("GET", "/pets/rex")).status == 400
-        bad = await client.request("POST", "/pets", b'{"tag": "no name"}')
-        assert bad.status == 400
-        assert bad.headers["content-type"] == "application/problem+json"
-        assert (await client.request("POST", "/pets", b"not json")).status == 400
+def problems(reply: httpx.Response) -> list[tuple[str, str | None]]:
+    assert reply.headers["content-type"] == "application/problem+json"
+    body = reply.json()
+    assert body["status"] == reply.status_code and body["request_id"] == reply.headers["x-request-id"]
+    return [(error["in"], error.get("name") or error.get("pointer")) for error in body.get("errors", [])]
+
+
+async def test_the_spec_has_at_least_fifteen_operations_all_bound(client: httpx.AsyncClient) -> None:
+    app = App.from_spec(SPEC, petstore)
+    assert len(app.routes) >= 15
+    assert all(route.handler.__module__ == "handlers.petstore" for route in app.routes)
+
+
+async def test_create_read_replace_rename_delete(client: httpx.AsyncClient) -> None:
+    created = await client.post("/pets", json={"kind": "cat", "name": "Tom", "indoor": True})
+    assert created.status_code == 201
+    pet = created.json()
+    assert created.headers["location"] == f"/pets/{pet['id']}"
+    assert (await client.get(created.headers["location"])).json() == pet
+    head = await client.head(created.headers["location"])
+    assert head.status_code == 200 and head.content == b""
+    replaced = await client.put(f"/pets/{pet['id']}", json={"kind": "dog", "name": "Max"})
+    assert replaced.json()["kind"] == "dog"
+    renamed = await client.patch(f"/pets/{pet['id']}", json={"name": "Maxi"})
+    assert renamed.json()["name"] == "Maxi"
+    deleted = await client.delete(f"/pets/{pet['id']}")
+    assert (deleted.status_code, deleted.content) == (204, b"")
+    assert (await client.get(f"/pets/{pet['id']}")).status_code == 404
+
+
+async def test_a_form_body_is_coerced_to_the_schema_types(client: httpx.AsyncClient) -> None:
+    created = await client.post("/pets", data={"kind": "dog", "name": "Bo", "good_boy": "true"})
+    assert created.status_code == 201
+    assert created.json()["good_boy"] is True
+    owner = await client.post(
+        "/owners",
+        content=b"name=Ann&pet_ids=1&pet_ids=2&newsletter=false",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert owner.status_code == 201
+    assert owner.json()["pet_ids"] == [1, 2] and owner.json()["newsletter"] is False
+    mine = await client.get(owner.headers["location"])
+    assert [pet["id"] for pet in mine.json()] == [1, 2]
+
+
+async def test_the_discriminator_names_the_precise_problem(client: httpx.AsyncClient) -> None:
+    unknown = await client.post("/pets", json={"kind": "cow", "name": "Daisy"})
+    assert unknown.status_code == 400
+    assert problems(unknown) == [("body", "/kind")]
+    assert "'cow' is not one of cat, dog" in unknown.json()["errors"][0]["detail"]
+    wrong_dog = await client.post("/pets", json={"kind": "dog", "name": "", "good_boy": 3})
+    assert sorted(problems(wrong_dog)) == [("body", "/good_boy"), ("body", "/name")]
+
+
+async def test_bodies_that_are_missing_malformed_or_of_the_wrong_type(client: httpx.AsyncClient) -> None:
+    missing = await client.post("/pets", headers={"content-type": "application/json"})
+    assert (missing.status_code, problems(missing)) == (400, [("body", None)])
+    malformed = await client.post("/pets", content=b'{"kind": "dog",', headers={"content-type": "application/json"})
+    assert malformed.status_code == 400 and "not valid JSON" in malformed.json()["errors"][0]["detail"]
+    text = await client.post("/pets", content=b"Rex", headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    assert text.headers["accept"] == "application/json, application/x-www-form-urlencoded"
+    no_type = await client.post("/pets", content=b"{}", headers={"content-type": ""})
+    assert no_type.status_code == 415
+    extra = await client.patch("/pets/1", json={"name": "Rex", "age": 3})
+    assert problems(extra) == [("body", "")]
+
+
+async def test_query_parameters_form_exploded_and_not_with_defaults(client: httpx.AsyncClient) -> None:
+    await client.post("/pets", json={"kind": "cat", "name": "Tom", "tag": "small"})
+    await client.post("/pets", json={"kind": "dog", "name": "Ace", "tag": "small"})
+    cats = await client.get("/pets", params=[("species", "cat"), ("species", "bird")])
+    assert [pet["name"] for pet in cats.json()] == ["Tom"]
+    tagged = await client.get("/pets?tags=small,good&limit=2&offset=1")
+    assert [pet["name"] for pet in tagged.json()] == ["Tom", "Ace"]
+    assert tagged.headers["x-total-count"] == "3"
+    bad = await client.get("/pets?limit=0&species=fish&offset=-1&offset=2")
+    assert sorted(problems(bad)) == [("query", "limit"), ("query", "offset"), ("query", "species")]
+    assert (await client.get("/pets", headers={"x-request-budget": "zero"})).status_code == 400
+
+
+async def test_deep_object_pipe_and_space_delimited_queries(client: httpx.AsyncClient) -> None:
+    await client.post("/pets", json={"kind": "dog", "name": "Red Rover"})
+    found = await client.get("/pets/search?filter%5Bspecies%5D=dog&ids=1|2&words=red+rover")
+    assert [pet["id"] for pet in found.json()] == [2]
+    assert [pet["id"] for pet in (await client.get("/pets/search?ids=1%7C2&filter[name]=rex")).json()] == [1]
+    unknown_field = await client.get("/pets/search?filter[colour]=red")
+    assert problems(unknown_field) == [("query", "filter")]
+    nested = await client.get("/pets/search?filter[a][b]=1")
+    assert problems(nested) == [("query", "filter")]
+    not_ints = await client.get("/pets/search?ids=1|x")
+    assert problems(not_ints) == [("query", "ids")]
+
+
+async def test_path_styles_matrix_label_and_partial_segments(client: httpx.AsyncClient) -> None:
+    batch = await client.get("/pets/batch/;ids=1,99")
+    assert [pet["id"] for pet in batch.json()] == [1]
+    assert (await client.get("/pets/batch/1,2")).status_code == 400  # not matrix style
+    assert (await client.get("/calendar/.mon.fri")).json() == {"days": ["mon", "fri"]}
+    assert problems(await client.get("/calendar/.mon.someday")) == [("path", "days")]
+    assert (await client.get("/files/report.txt")).json() == {"name": "report", "ext": "txt"}
+    assert (await client.get("/files/archive.tar.json")).status_code == 400  # name may not hold a dot
+    assert sorted(problems(await client.get("/files/Report.exe"))) == [("path", "ext"), ("path", "name")]
+    assert problems(await client.get("/pets/abc")) == [("path", "pet_id")]
+
+
+async def test_header_cookie_and_json_content_parameters(client: httpx.AsyncClient) -> None:
+    reply = await client.get(
+        "/me/preferences",
+        params={"view": '{"compact": true, "page_size": 5}'},
+        headers={"x-client-version": "1.2", "cookie": "theme=dark"},
+    )
+    assert reply.json() == {"theme": "dark", "client_version": "1.2", "view": {"compact": True, "page_size": 5}}
+    default = await client.get("/me/preferences", headers={"X-Client-Version": "2.0"})
+    assert default.json()["theme"] == "light"
+    missing = await client.get("/me/preferences", headers={"cookie": "theme=blue"})
+    assert sorted(problems(missing)) == [("cookie", "theme"), ("header", "X-Client-Version")]
+    bad_json = await client.get("/me/preferences?view={nope", headers={"x-client-version": "1.0"})
+    assert problems(bad_json) == [("query", "view")]
+
+
+async def test_multipart_upload_and_bytes_back(client: httpx.AsyncClient) -> None:
+    image = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+    uploaded = await client.post(
+        "/pets/1/photos", files={"file": ("rex.png", image, "image/png")}, data={"caption": "at the beach"}
+    )
+    assert uploaded.status_code == 201
+    meta = uploaded.json()
+    assert (meta["size"], meta["caption"], meta["content_type"]) == (len(image), "at the beach", "image/png")
+    assert (await client.get(uploaded.headers["location"])).json() == meta
+    raw = await client.get(uploaded.headers["location"] + "/raw")
+    assert (raw.content, raw.headers["content-type"]) == (image, "image/png")
+    no_file = await client.post("/pets/1/photos", files={"caption": (None, b"no file")})
+    assert problems(no_file) == [("body", "")]
+    broken = await client.post(
+        "/pets/1/photos", content=b"--x\r\nno headers", headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert broken.status_code == 400 and "multipart" in broken.json()["errors"][0]["detail"]
+
+
+async def test_unknown_paths_methods_and_automatic_options(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/nope")).status_code == 404
+    wrong = await client.post("/pets/1")
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "DELETE, GET, HEAD, OPTIONS, PATCH, PUT")
+    options = await client.options("/pets")
+    assert (options.status_code, options.headers["allow"]) == (204, "GET, HEAD, OPTIONS, POST")

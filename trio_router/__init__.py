@@ -4,6 +4,8 @@ from .app import App, Route
 from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, problem
+from .openapi.document import SpecError
+from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .runtime.http_client import http_client, shared_async_client
 from .settings import Settings
@@ -16,6 +18,8 @@ __all__ = [
     "Response",
     "Route",
     "Settings",
+    "SpecError",
+    "UploadedFile",
     "await_",
     "http_client",
     "in_handler",

@@ -1,8 +1,10 @@
 """App: a route table and the request pipeline as named steps.
 
-Until the OpenAPI compiler lands, routes are registered in code with exact paths; the
-pipeline already has the shape the spec-driven one keeps: route -> apply the operation's
-deadline -> admission -> call the handler (sync ones in a pooled greenlet) -> coerce the result.
+Routes come from an OpenAPI spec (``App.from_spec``: handlers bind by operationId) or are
+registered in code (``@app.route``). The pipeline, top to bottom: route -> apply the
+operation's deadline -> decode and validate parameters -> read, decode and validate the body ->
+admission and the handler (sync ones in a pooled greenlet) -> coerce the result -> check it
+against the declared responses.
 """
 
 from __future__ import annotations
@@ -11,105 +13,174 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
 
 from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
+from .openapi.document import SpecDocument, SpecError, SpecProblem
+from .openapi.operations import Operation, compile_operations
 from .routing import Match, Router
 
 log = logging.getLogger("trio_router.app")
 
-Handler = Callable[[Request], Any]
+Handler = Callable[..., Any]
+ResponseValidation = Literal["strict", "warn", "off"]
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
     path: str
+    operation: str  # operationId, or the handler's name for a route made in code; the metrics label
     handler: Handler
+    invoke: Callable[[Request], Any]  # the handler with its arguments planned (may be the handler itself)
     is_async: bool
     timeout: float | None
-
-    @property
-    def operation(self) -> str:
-        """The metrics label: the handler's name (its operationId once routes come from the spec)."""
-        return self.handler.__name__
+    spec: Operation | None = None
 
 
 class App:
     """Maps (method, path template) to handlers through a radix tree. HEAD is answered by GET
-    routes and OPTIONS automatically (204 + ``Allow``) unless registered; a path with no route
+    routes and OPTIONS automatically (204 + ``Allow``) unless declared; a path with no route
     for the method gets 405 with ``Allow``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, response_validation: ResponseValidation = "strict") -> None:
         self._router: Router[dict[str, Route]] = Router()
         self._methods: dict[str, dict[str, Route]] = {}
         # Templates without parameters, by their exact text: a path equal to one of them needs no
         # tree walk (an all-static template is the most specific match there is).
         self._static: dict[str, Match[dict[str, Route]]] = {}
         self._allow: dict[str, str] = {}
+        self.response_validation = response_validation
+        self.document: SpecDocument | None = None
+
+    @classmethod
+    def from_spec(
+        cls, spec: str | Path, handlers: ModuleType, *, response_validation: ResponseValidation = "strict"
+    ) -> App:
+        """An app serving every operation of ``spec`` with the functions of ``handlers``.
+
+        Raises SpecError listing every problem: an invalid document, a missing handler, a
+        handler signature the operation cannot satisfy, conflicting paths.
+        """
+        document = SpecDocument.load(spec)
+        app = cls(response_validation=response_validation)
+        app.document = document
+        problems: list[SpecProblem] = []
+        for operation in compile_operations(document, handlers):
+            route = Route(
+                operation.method,
+                operation.path,
+                operation.operation_id,
+                operation.handler,
+                operation.invoke,
+                operation.is_async,
+                operation.timeout,
+                operation,
+            )
+            try:
+                app._add(route)
+            except ValueError as exc:
+                problems.append(SpecProblem(operation.pointer, str(exc)))
+        if problems:
+            raise SpecError(problems)
+        return app
 
     def route(self, method: str, path: str, *, timeout: float | None = None) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``method`` on the path template ``path`` (``/pets/{id}``);
-        ``timeout`` overrides the server's request deadline."""
+        ``timeout`` overrides the server's request deadline. The handler takes the request."""
 
         def register(handler: Handler) -> Handler:
-            methods = self._methods.get(path)
-            if methods is None:
-                methods = self._methods[path] = {}
-                self._router.add(path, methods)  # RouteConflict for an equivalent template
-                if "{" not in path:
-                    self._static[path] = Match(path, methods, {})
             upper = method.upper()
-            if upper in methods:
-                raise ValueError(f"{upper} {path} is registered twice")
-            methods[upper] = Route(upper, path, handler, inspect.iscoroutinefunction(handler), timeout)
-            allowed = set(methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
-            self._allow[path] = ", ".join(sorted(allowed))
+            is_async = inspect.iscoroutinefunction(handler)
+            self._add(Route(upper, path, handler.__name__, handler, handler, is_async, timeout))
             return handler
 
         return register
+
+    def _add(self, route: Route) -> None:
+        path = route.path
+        methods = self._methods.get(path)
+        if methods is None:
+            methods = self._methods[path] = {}
+            self._router.add(path, methods)  # RouteConflict for an equivalent template
+            if "{" not in path:
+                self._static[path] = Match(path, methods, {})
+        if route.method in methods:
+            raise ValueError(f"{route.method} {path} is registered twice")
+        methods[route.method] = route
+        allowed = set(methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
+        self._allow[path] = ", ".join(sorted(allowed))
 
     @property
     def routes(self) -> list[Route]:
         return [route for methods in self._methods.values() for route in methods.values()]
 
     async def handle(self, request: Request) -> Response:
-        route = self._route(request)
+        route, raw_params = self._route(request)
         if route is None:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
             request.set_operation_timeout(route.timeout)
+        spec = route.spec
+        if spec is not None:
+            spec.decode_parameters(request, raw_params)
+            if spec.body is not None:
+                await spec.decode_body(request)
         try:
             result = await request.runtime.call(
-                route.handler, route.is_async, request, request._connection.handler_suspended
+                route.invoke, route.is_async, request, request._connection.handler_suspended
             )
-            return coerce_response(result)
+            if spec is None:
+                return coerce_response(result)
+            return self._checked(spec, spec.responses.coerce(result), request)
         except HTTPError:
             raise
         except Exception:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
             return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
 
-    def _route(self, request: Request) -> Route | None:
-        """The route for the request, or None for an automatic OPTIONS answer."""
+    def _route(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+        """The route for the request (None for an automatic OPTIONS answer) and its raw path parameters."""
         found = self._static.get(request.path) or self._router.match(request.path)
         if found is None:
             raise HTTPError(404, f"no route for {request.path}", close=False)
         request.route = found.template
-        if found.params:
-            request.path_params = found.params
         methods = found.value
         route = methods.get(request.method)
         if route is None and request.method == "HEAD":
             route = methods.get("GET")
         if route is None:
             if request.method == "OPTIONS":
-                return None
+                return None, found.raw_params
             raise _MethodNotAllowed(request.method, self._allow[found.template])
         request.operation = route.operation
-        return route
+        if found.raw_params and route.spec is None:
+            request.path_params = found.params
+        return route, found.raw_params
+
+    def _checked(self, spec: Operation, response: Response, request: Request) -> Response:
+        """``response`` if it matches the spec; per ``response_validation``, else a logged 500."""
+        if self.response_validation == "off":
+            return response
+        violations = list(spec.responses.violations(response))
+        if not violations:
+            return response
+        log.log(
+            logging.ERROR if self.response_validation == "strict" else logging.WARNING,
+            "response of %s (request id %s) does not match the spec: %s",
+            spec.operation_id,
+            request.id,
+            "; ".join(violations),
+        )
+        if self.response_validation == "warn":
+            return response
+        return problem(
+            500, "the handler's response does not match the API; details are in the server log", request_id=request.id
+        )
 
 
 class _MethodNotAllowed(HTTPError):

@@ -12,6 +12,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from .app import App
 from .http.server import ListenError
 from .observability.logs import configure_logging
 from .runner import AppLoadError, load_app, run_process
@@ -49,14 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="OpenAPI-first HTTP/1.1 server on trio + h11.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve the app (default: the reference app in handlers/)")
-    run.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="TOML or YAML file of settings (below environment variables and flags; env TRIO_ROUTER_CONFIG)",
-    )
-    _add_settings_flags(run)
+    check = commands.add_parser("check", help="validate the spec and its handler bindings; exit 1 with the problems")
+    routes = commands.add_parser("routes", help="print the route table: method, path, operationId, security, handler")
+    for command in (run, check, routes):
+        command.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="FILE",
+            help="TOML or YAML file of settings (below environment variables and flags; env TRIO_ROUTER_CONFIG)",
+        )
+        _add_settings_flags(command)
     diagnose = commands.add_parser("diagnose", help="measure what a suspended sync handler costs in memory")
     diagnose.add_argument("--count", type=int, default=10_000, help="handlers suspended at once (default 10000)")
     return parser
@@ -98,7 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     try:
-        app = load_app(settings.handlers)
+        app = load_app(settings)
+        if args.command == "check":
+            print(f"ok: {len(app.routes)} operations served by {settings.handlers}" + _spec_of(app))
+            return 0
+        if args.command == "routes":
+            print(route_table(app))
+            return 0
         if settings.workers > 1:
             from .workers import Supervisor
 
@@ -107,6 +117,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ListenError, AppLoadError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+
+
+def _spec_of(app: App) -> str:
+    return f" from {app.document.uri.removeprefix('file://')}" if app.document is not None else " (routes made in code)"
+
+
+def route_table(app: App) -> str:
+    """The routes as aligned text columns, in the order the spec declares them."""
+    rows = [("METHOD", "PATH", "OPERATION", "SECURITY", "HANDLER")]
+    for route in app.routes:
+        security = "-"
+        if route.spec is not None and route.spec.security:
+            security = " | ".join(
+                " + ".join(scheme for scheme, _ in requirement) or "anonymous" for requirement in route.spec.security
+            )
+        handler = route.spec.handler_name if route.spec is not None else f"{route.handler.__module__}:{route.operation}"
+        rows.append((route.method, route.path, route.operation, security, handler))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    )
 
 
 if __name__ == "__main__":

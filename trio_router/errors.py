@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HTTPError(Exception):
     """A request answered with an error status (a precise 4xx, or 503 when shedding load);
@@ -12,10 +14,17 @@ class HTTPError(Exception):
     """
 
     def __init__(
-        self, status: int, detail: str, *, close: bool = True, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        status: int,
+        detail: str,
+        *,
+        close: bool = True,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.close = close
         self.headers = headers or []
+        self.extra = extra  # further problem+json members (RFC 9457 extensions), e.g. ``errors``

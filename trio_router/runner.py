@@ -13,6 +13,7 @@ import trio
 
 from .app import App
 from .http.server import Server, bind_listener, listener_url
+from .openapi.document import SpecError
 from .settings import Settings
 
 log = logging.getLogger("trio_router")
@@ -24,8 +25,13 @@ class AppLoadError(Exception):
     """The handlers module cannot be imported or holds no app; the message is meant for a human."""
 
 
-def load_app(module_name: str) -> App:
-    """Import ``module_name`` (from the working directory first, as users expect) and return its ``app``."""
+def load_app(settings: Settings) -> App:
+    """The app to serve: the handlers module's own ``app`` if it builds one in code, else the
+    spec's operations bound to the module's functions.
+
+    The module is imported from the working directory first, as users expect.
+    """
+    module_name = settings.handlers
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
@@ -35,9 +41,23 @@ def load_app(module_name: str) -> App:
     except ValueError as exc:  # routes that cannot be served: a bad template, a conflict, a duplicate
         raise AppLoadError(f"handlers module {module_name!r}: {exc}") from None
     app = getattr(module, "app", None)
-    if not isinstance(app, App):
-        raise AppLoadError(f"handlers module {module_name!r} has no `app = trio_router.App()`")
-    return app
+    if isinstance(app, App):
+        if settings.spec != Settings.model_fields["spec"].default:
+            raise AppLoadError(
+                f"handlers module {module_name!r} builds its own `app`, so --spec {settings.spec} would be ignored;"
+                " drop one of them"
+            )
+        return app
+    if not settings.spec:
+        raise AppLoadError(f"handlers module {module_name!r} has no `app` and no spec is given (--spec)")
+    try:
+        return App.from_spec(settings.spec, module, response_validation=settings.response_validation)
+    except SpecError as exc:
+        count = len(exc.problems)
+        listing = "\n".join(f"  {problem}" for problem in exc.problems)
+        raise AppLoadError(
+            f"spec {settings.spec} cannot be served with {module_name} ({count} problem{'s' * (count > 1)}):\n{listing}"
+        ) from None
 
 
 def run_process(

@@ -61,9 +61,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIO_ROUTER_", extra="forbid", frozen=True)
 
     # Application
+    spec: str | None = Field(
+        "specs/petstore.yaml",
+        description="OpenAPI 3.0/3.1 document (YAML or JSON) whose operations are served; not used when the"
+        " handlers module builds its own `app`.",
+    )
     handlers: str = Field(
         "handlers.petstore",
-        description="Python module holding the handlers and the `app` they form.",
+        description="Python module holding the handlers, bound to operations by operationId.",
     )
 
     # Listening
@@ -113,6 +118,11 @@ class Settings(BaseSettings):
     retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
     # Observability
+    response_validation: Literal["strict", "warn", "off"] = Field(
+        "strict",
+        description="Check responses against the spec: strict answers 500 and logs, warn only logs, off skips the"
+        " check (strict suits development; warn or off saves its cost in production).",
+    )
     metrics_path: str = Field(
         "/metrics", pattern=r"^(/\S*)?$", description="Where Prometheus metrics are served; empty turns them off."
     )

@@ -124,7 +124,7 @@ def _worker_main(settings_json: str, worker_id: str) -> int:
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings, worker=worker_id)
-    return run_process(load_app(settings.handlers), settings, watch_parent=True, worker_name=worker_id)
+    return run_process(load_app(settings), settings, watch_parent=True, worker_name=worker_id)
 
 
 if __name__ == "__main__":

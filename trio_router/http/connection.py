@@ -16,6 +16,7 @@ import enum
 import logging
 import math
 import socket
+from typing import Any
 
 import h11
 import trio
@@ -186,7 +187,7 @@ class HTTPConnection:
             self._check_handler_outcome()
         except HTTPError as exc:
             self.watcher.disarm()
-            response = self._problem(exc.status, exc.detail)
+            response = self._problem(exc.status, exc.detail, **exc.extra)
             response.headers.extend(exc.headers)
             keep_alive = keep_alive and not exc.close
         keep_alive = await self._send_response(response, event.method == b"HEAD", keep_alive)
@@ -342,10 +343,10 @@ class HTTPConnection:
         self._record(status, len(response.body))
         return keep_alive
 
-    def _problem(self, status: int, detail: str) -> Response:
+    def _problem(self, status: int, detail: str, **extra: Any) -> Response:
         if self._request is None:
-            return problem(status, detail)
-        return problem(status, detail, request_id=self._request.id)
+            return problem(status, detail, **extra)
+        return problem(status, detail, request_id=self._request.id, **extra)
 
     def _record(self, status: int, size: int | None) -> None:
         """Metrics and the access log, once the response is out."""
@@ -440,7 +441,8 @@ class HTTPConnection:
         """A last response before closing, if h11 still allows one; bounded even under cancellation."""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + self.settings.linger_timeout):
             try:
-                await self._send_response(self._problem(status, detail), head_only=False, keep_alive=False)
+                head_only = self._method == "HEAD"
+                await self._send_response(self._problem(status, detail), head_only=head_only, keep_alive=False)
             except (PeerGone, SendTimeout):
                 pass
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, unquote_plus
+
+import trio
 
 from ..observability.metrics import UNMATCHED
 from ..observability.tracing import TraceContext
@@ -21,6 +25,7 @@ _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 # request (every response carries one, so this is on the hot path).
 _ID_PREFIX = os.urandom(6).hex() + "-"
 _id_counter = itertools.count(1)
+_NO_PARAMS: dict[str, Any] = {}  # shared and never written: routes made in code declare no parameters
 
 
 class Request:
@@ -34,15 +39,20 @@ class Request:
     __slots__ = (
         "_body",
         "_connection",
+        "_cookies",
+        "_headers",
         "_id",
+        "_query",
         "_trace",
-        "headers",
+        "body",
         "http_version",
         "method",
         "operation",
+        "params",
         "path",
         "path_params",
         "query_string",
+        "raw_headers",
         "route",
         "target",
     )
@@ -57,44 +67,99 @@ class Request:
     ) -> None:
         self._connection = connection
         self._body: bytes | None = None
+        self.body: Any = None  # the decoded, validated body of a spec operation (None without one)
+        self.params: dict[str, Any] = _NO_PARAMS  # every declared parameter by Python name, typed
         self._id: str | None = None
+        self._headers: Headers | None = None
+        self._query: dict[str, Any] | None = None
+        self._cookies: dict[str, str] | None = None
         self.operation = UNMATCHED  # set by routing: the metrics label, never the raw path
         self.route = UNMATCHED  # the route template, for logs
-        self.path_params: dict[str, str] = {}  # decoded values of the template's parameters
+        self.path_params: dict[str, Any] = {}  # decoded (and for spec operations, typed) path parameters
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target
         path, _, query = target.partition(b"?")
         self.path = path.decode("latin-1")
         self.query_string = query
-        self.headers = headers
+        self.raw_headers = headers
         self.http_version = http_version
+
+    @property
+    def headers(self) -> Headers:
+        """The headers as a case-insensitive mapping of text (repeated headers joined with ", ")."""
+        if self._headers is None:
+            self._headers = Headers(self.raw_headers)
+        return self._headers
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive name), decoded as latin-1."""
         key = name.lower().encode("latin-1")
-        for header_name, value in self.headers:
+        for header_name, value in self.raw_headers:
             if header_name == key:
                 return value.decode("latin-1")
         return None
 
-    async def body(self) -> bytes:
-        """The whole request body. The first call sends ``100 Continue`` if the client waits for it."""
+    @property
+    def query(self) -> dict[str, Any]:
+        """Query parameters: typed and validated for a spec operation (declared ones only);
+        for a route registered in code, every name with its last value as text."""
+        if self._query is None:
+            self._query = {}
+            for field in self.query_string.decode("latin-1").split("&"):
+                name, _, value = field.partition("=")
+                if name:
+                    self._query[unquote_plus(name)] = unquote_plus(value)
+        return self._query
+
+    @query.setter
+    def query(self, values: dict[str, Any]) -> None:
+        self._query = values
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The ``Cookie`` header's pairs (values percent-decoded)."""
+        if self._cookies is None:
+            self._cookies = {}
+            header = self.header("cookie")
+            if header:
+                for item in header.split(";"):
+                    name, sep, value = item.strip().partition("=")
+                    if sep and name:
+                        self._cookies[name] = unquote(value)
+        return self._cookies
+
+    async def receive(self) -> bytes:
+        """The whole raw request body. The first call sends ``100 Continue`` if the client waits for it."""
         if self._body is None:
             self._body = await self._connection.read_body()
         return self._body
 
     def read(self) -> bytes:
-        """``await request.body()`` for synchronous handlers (through the bridge)."""
+        """``await request.receive()`` for synchronous handlers (through the bridge)."""
         if self._body is None:
             self._body = await_(self._connection.read_body())
         return self._body
 
     @property
+    def operation_id(self) -> str:
+        """The operationId of the matched operation (the handler's name for a route made in code)."""
+        return self.operation
+
+    @property
+    def request_id(self) -> str:
+        return self.id
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left before the request's deadline (504)."""
+        return self.deadline - trio.current_time()
+
+    @property
     def id(self) -> str:
         """The request id: the client's ``X-Request-ID`` if well-formed, else generated (lazily)."""
         if self._id is None:
-            for name, value in self.headers:
+            for name, value in self.raw_headers:
                 if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                     self._id = value.decode("ascii")
                     break
@@ -107,7 +172,7 @@ class Request:
         """The W3C trace context: the client's ``traceparent`` if valid, else a new trace (lazily)."""
         if self._trace is None:
             inbound = None
-            for name, value in self.headers:
+            for name, value in self.raw_headers:
                 if name == b"traceparent":
                     inbound = value
                     break
@@ -126,3 +191,32 @@ class Request:
     def deadline(self) -> float:
         """The request's deadline on trio's clock."""
         return self._connection.request_deadline
+
+
+class Headers(Mapping[str, str]):
+    """Request headers by case-insensitive name; built on first use from h11's list."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        values: dict[str, str] = {}
+        for name, value in raw:
+            key = name.decode("latin-1")
+            text = value.decode("latin-1")
+            values[key] = f"{values[key]}, {text}" if key in values else text
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name.lower(), default)

@@ -41,7 +41,12 @@ class _Node(Generic[T]):
 class Match(Generic[T]):
     template: str
     value: T
-    params: dict[str, str]
+    raw_params: dict[str, str]  # still percent-encoded: style decoders split before decoding
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The parameters percent-decoded."""
+        return {name: decode_segment(value) for name, value in self.raw_params.items()}
 
 
 class Router(Generic[T]):
@@ -107,7 +112,7 @@ class Router(Generic[T]):
                     return found
                 del params[mark:]
         if node.whole is not None and raw:
-            params.append(decode_segment(raw))
+            params.append(raw)
             found = self._walk(node.whole, segments, index + 1, params)
             if found is not None:
                 return found

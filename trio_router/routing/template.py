@@ -43,11 +43,11 @@ class Pattern:
         return _PARAM.sub("{}", self.source)
 
     def match(self, raw_segment: str) -> list[str] | None:
-        """The decoded parameter values, in order, or None."""
+        """The parameter values (still percent-encoded), in order, or None."""
         found = self.regex.fullmatch(raw_segment)
         if found is None:
             return None
-        return [unquote(value) for value in found.groups()]
+        return list(found.groups())
 
 
 Segment = Static | Whole | Pattern

@@ -1,0 +1,172 @@
+"""Loading specs: versions, $refs across files, and one precise problem (with its JSON pointer)
+for every way a spec or its binding can be wrong. Real-world specs are read in place."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import serve
+from trio_router import App, SpecError
+from trio_router.openapi.document import SpecDocument
+
+BRRTROUTER = Path(__file__).resolve().parents[2] / "shared" / "specs" / "brrtrouter-petstore.openapi.yaml"
+OK = {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}}
+
+
+def write_spec(directory: Path, paths: dict[str, Any], version: str = "3.1.0", **extra: Any) -> Path:
+    spec = {"openapi": version, "info": {"title": "t", "version": "1"}, "paths": paths, **extra}
+    path = directory / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def module(**functions: Any) -> types.ModuleType:
+    handlers = types.ModuleType("test_handlers")
+    for name, function in functions.items():
+        setattr(handlers, name, function)
+    return handlers
+
+
+def problems_of(spec: Path, handlers: types.ModuleType) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        App.from_spec(spec, handlers)
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.mark.skipif(not BRRTROUTER.exists(), reason="the shared real-world specs are not on this machine")
+def test_brrtrouters_spec_is_refused_at_the_exact_pointer_and_loads_once_fixed(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as caught:
+        SpecDocument.load(BRRTROUTER)
+    assert [str(problem) for problem in caught.value.problems] == [
+        "#/paths/~1users~1{user_id}/get: Unevaluated properties are not allowed ('links' was unexpected)"
+    ]
+    document = yaml.safe_load(BRRTROUTER.read_text())
+    del document["paths"]["/users/{user_id}"]["get"]["links"]
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(yaml.safe_dump(document))
+    loaded = SpecDocument.load(fixed)
+    assert loaded.version == "3.1"
+    operation_ids = [
+        op["operationId"] for item in document["paths"].values() for op in item.values() if "operationId" in op
+    ]
+    handlers = module(**{operation_id: (lambda request: None) for operation_id in operation_ids})
+    # Everything binds; what stops serving is only that no verifier is configured for its
+    # security schemes, which is refused rather than served open.
+    found = problems_of(fixed, handlers)
+    assert len(found) == len(operation_ids)
+    assert all("has no verifier configured" in problem for problem in found)
+
+
+def test_versions_and_unreadable_documents(tmp_path: Path) -> None:
+    swagger = tmp_path / "old.yaml"
+    swagger.write_text("swagger: '2.0'\ninfo: {title: t, version: '1'}\npaths: {}\n")
+    with pytest.raises(SpecError, match=r"only OpenAPI 3\.0\.x and 3\.1\.x"):
+        SpecDocument.load(swagger)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("openapi: 3.1.0\npaths: {a: [}\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        SpecDocument.load(broken)
+    with pytest.raises(SpecError, match="cannot read the spec"):
+        SpecDocument.load(tmp_path / "missing.json")
+    wrong_shape = write_spec(tmp_path, {"/a": {"get": {"responses": {"200": {"description": 5}}}}})
+    with pytest.raises(SpecError) as caught:
+        SpecDocument.load(wrong_shape)
+    assert caught.value.problems[0].pointer == "/paths/~1a/get/responses/200/description"
+
+
+def test_every_binding_problem_is_listed_with_its_pointer(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path,
+        {
+            "/pets/{id}": {"get": {"operationId": "get_pet", "responses": OK}},
+            "/owners": {
+                "get": {"operationId": "list_owners", "responses": OK},
+                "post": {"operationId": "get_pet", "responses": OK},
+            },
+            "/things": {
+                "get": {
+                    "operationId": "things",
+                    "parameters": [{"$ref": "#/components/parameters/Missing"}],
+                    "responses": OK,
+                }
+            },
+            "/slow": {"get": {"operationId": "slow", "x-timeout": -1, "responses": OK}},
+            "/wants": {"get": {"operationId": "wants", "responses": OK}},
+        },
+    )
+    found = problems_of(spec, module(get_pet=lambda request: None, slow=lambda request: None, wants=lambda color: 1))
+    assert found == [
+        "#/paths/~1pets~1{id}/get: path parameter 'id' of /pets/{id} is not declared in parameters",
+        "#/paths/~1owners/get: no handler: test_handlers has no function 'list_owners'",
+        "#/paths/~1owners/post: operationId 'get_pet' is also used at /paths/~1pets~1{id}/get",
+        "#/paths/~1things/get/parameters/0: $ref '#/components/parameters/Missing' points at nothing",
+        "#/paths/~1slow/get: x-timeout must be a positive number of seconds, not -1",
+        "#/paths/~1wants/get: handler <lambda> wants 'color', which the operation does not declare "
+        "(declare it in the spec, give it a default, or take `request`)",
+    ]
+
+
+async def test_refs_across_files_and_openapi_30_nullable(tmp_path: Path) -> None:
+    (tmp_path / "common.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "Label": {"type": "string", "maxLength": 5, "nullable": True},
+                "Limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 3}},
+            }
+        )
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "/labels": {
+                "post": {
+                    "operationId": "add",
+                    "parameters": [{"$ref": "common.yaml#/Limit"}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"label": {"$ref": "common.yaml#/Label"}}}
+                            }
+                        },
+                    },
+                    "responses": OK,
+                }
+            }
+        },
+        version="3.0.3",
+    )
+    app = App.from_spec(spec, module(add=lambda body, limit=1: {"label": body["label"], "limit": limit}))
+    async with serve(app) as running, httpx.AsyncClient(base_url=running.url) as client:
+        assert (await client.post("/labels?limit=2", json={"label": None})).json() == {"label": None, "limit": 2}
+        too_long = await client.post("/labels", json={"label": "toolong"})
+        assert too_long.json()["errors"][0]["pointer"] == "/label"
+        assert (await client.post("/labels?limit=9", json={})).json()["errors"][0]["name"] == "limit"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_router.cli", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.slow
+def test_check_and_routes_commands(tmp_path: Path) -> None:
+    checked = run_cli("check")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("ok: 17 operations served by handlers.petstore")
+    table = run_cli("routes").stdout.splitlines()
+    assert table[0].split() == ["METHOD", "PATH", "OPERATION", "SECURITY", "HANDLER"]
+    assert "GET /pets/{pet_id} get_pet - handlers.petstore:get_pet" in [" ".join(line.split()) for line in table]
+    bad = write_spec(tmp_path, {"/x": {"get": {"operationId": "nowhere", "responses": OK}}})
+    refused = run_cli("check", "--spec", str(bad))
+    assert refused.returncode == 1
+    assert "#/paths/~1x/get: no handler: handlers.petstore has no function 'nowhere'" in refused.stderr

@@ -1,0 +1,1 @@
+"""OpenAPI: spec loading and $ref, schema validators, parameter and body decoding, operation compiling."""

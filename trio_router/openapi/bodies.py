@@ -1,0 +1,145 @@
+"""Request bodies: choosing the declared media type, decoding it, and what the validator sees.
+
+JSON bodies are validated as parsed. Form and multipart fields arrive as text and are coerced
+to the property types first, as parameters are. File parts reach the handler as
+``UploadedFile``; the validator sees their bytes as latin-1 text so ``maxLength`` counts bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from .coercion import coerce_text, item_schema, property_schema, schema_types
+from .multipart import MultipartError, UploadedFile, header_params, parse_multipart
+from .parameters import ParameterError, parse_query, percent_decode
+
+
+class BodyError(ValueError):
+    """A body that cannot be decoded; ``status`` is 400 (malformed) or 415 (unsupported type)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class MediaType:
+    name: str  # "application/json", "multipart/*", ...
+    decode: Callable[[bytes, dict[str, str]], tuple[Any, Any]]  # -> (handler value, validator value)
+    validator: Validator | None
+
+
+@dataclass(frozen=True, slots=True)
+class BodyDecoder:
+    required: bool
+    media_types: tuple[MediaType, ...]
+
+    @property
+    def accepted(self) -> str:
+        return ", ".join(media.name for media in self.media_types)
+
+    def choose(self, content_type: str | None) -> tuple[MediaType, dict[str, str]]:
+        """The declared media type the request's Content-Type selects (exact, then type/*, then */*)."""
+        if content_type is None:
+            raise BodyError(415, f"a body needs a Content-Type; this operation accepts {self.accepted}")
+        name, params = header_params(content_type)
+        major = name.split("/")[0]
+        for candidate in (name, f"{major}/*", "*/*"):
+            for media in self.media_types:
+                if media.name == candidate:
+                    return media, params
+        raise BodyError(415, f"Content-Type {name!r} is not accepted here; use {self.accepted}")
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_json(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+    try:
+        value = json.loads(body.decode("utf-8"), parse_constant=_strict_constant)
+    except UnicodeDecodeError:
+        raise BodyError(400, "the body is not UTF-8") from None
+    except ValueError as exc:
+        raise BodyError(400, f"the body is not valid JSON: {exc}") from None
+    return value, value
+
+
+def decode_text(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+    try:
+        text = body.decode(params.get("charset", "utf-8"))
+    except (UnicodeDecodeError, LookupError):
+        raise BodyError(400, f"the body is not {params.get('charset', 'utf-8')} text") from None
+    return text, text
+
+
+def decode_bytes(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+    return body, None
+
+
+def form_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+    def decode(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+        try:
+            pairs = [(name, percent_decode(value, True)) for name, value in parse_query(body)]
+        except ParameterError as exc:
+            raise BodyError(400, f"a form field {exc}") from None
+        value = _fields(pairs, schema)
+        return value, value
+
+    return decode
+
+
+def multipart_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+    def decode(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+        try:
+            parts = parse_multipart(body, params.get("boundary", ""))
+        except MultipartError as exc:
+            raise BodyError(400, f"malformed multipart body: {exc}") from None
+        texts: list[tuple[str, str]] = []
+        files: dict[str, list[UploadedFile]] = {}
+        for part in parts:
+            if part.filename is not None:
+                files.setdefault(part.name, []).append(UploadedFile(part.filename, part.content_type, part.data))
+                texts.append((part.name, part.data.decode("latin-1")))
+            else:
+                try:
+                    texts.append((part.name, part.data.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise BodyError(400, f"form field {part.name!r} is not UTF-8") from None
+        shadow = _fields(texts, schema)
+        value = dict(shadow)
+        for name, uploads in files.items():
+            value[name] = uploads if isinstance(shadow.get(name), list) else uploads[-1]
+        return value, shadow
+
+    return decode
+
+
+def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
+    """Form fields as an object: repeated names become lists where the schema wants an array."""
+    fields: dict[str, Any] = {}
+    for name, text in pairs:
+        field_schema = property_schema(schema, name)
+        if "array" in schema_types(field_schema):
+            fields.setdefault(name, []).append(coerce_text(text, item_schema(field_schema)))
+        else:
+            fields[name] = coerce_text(text, field_schema)
+    return fields
+
+
+def decoder_for(media_type: str, schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+    base = media_type.split(";")[0].strip().lower()
+    if base == "application/json" or base.endswith("+json"):
+        return decode_json
+    if base == "application/x-www-form-urlencoded":
+        return form_decoder(schema)
+    if base.startswith("multipart/"):
+        return multipart_decoder(schema)
+    if base.startswith("text/"):
+        return decode_text
+    return decode_bytes
