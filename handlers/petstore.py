@@ -14,6 +14,13 @@ from trio_router import HTTPError, Request, Response, UploadedFile
 
 Pet = dict[str, Any]
 
+# How the spec's security schemes are verified. The secrets come from the environment; with a
+# variable unset the scheme refuses everyone (the server still starts, and says so).
+SECURITY = {
+    "ApiKeyAuth": {"keys_env": "PETSTORE_API_KEYS"},
+    "BearerAuth": {"secret_env": "PETSTORE_JWT_SECRET", "algorithms": ["HS256"]},
+}
+
 _pets: dict[int, Pet] = {1: {"id": 1, "kind": "dog", "name": "Rex", "tag": "good", "good_boy": True}}
 _photos: dict[int, tuple[dict[str, Any], bytes]] = {}
 _owners: dict[int, dict[str, Any]] = {}
@@ -162,3 +169,7 @@ def list_owner_pets(owner_id: int) -> list[Pet]:
     if owner_id not in _owners:
         raise HTTPError(404, f"no owner {owner_id}", close=False)
     return [pet for pet in _pets.values() if pet.get("owner_id") == owner_id]
+
+
+def get_stats(request: Request) -> dict[str, Any]:
+    return {"pets": len(_pets), "owners": len(_owners), "photos": len(_photos), "caller": request.principal.subject}

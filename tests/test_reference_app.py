@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from handlers import petstore
@@ -16,8 +18,19 @@ from trio_router import App
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "petstore.yaml"
 
 
+API_KEY = "test-key-5b1f"
+JWT_SECRET = "test-secret-which-is-long-enough-for-hs256"
+
+
+def token(scope: str, expires_in: float = 60, secret: str = JWT_SECRET) -> str:
+    claims = {"sub": "alice", "scope": scope, "exp": int(time.time() + expires_in)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
+    monkeypatch.setenv("PETSTORE_API_KEYS", f"other-key,{API_KEY}")
+    monkeypatch.setenv("PETSTORE_JWT_SECRET", JWT_SECRET)
     module = importlib.reload(petstore)  # a fresh in-memory store per test
     async with serve(App.from_spec(SPEC, module)) as running, httpx.AsyncClient(base_url=running.url) as http:
         yield http
@@ -48,7 +61,7 @@ async def test_create_read_replace_rename_delete(client: httpx.AsyncClient) -> N
     assert replaced.json()["kind"] == "dog"
     renamed = await client.patch(f"/pets/{pet['id']}", json={"name": "Maxi"})
     assert renamed.json()["name"] == "Maxi"
-    deleted = await client.delete(f"/pets/{pet['id']}")
+    deleted = await client.delete(f"/pets/{pet['id']}", headers={"x-api-key": API_KEY})
     assert (deleted.status_code, deleted.content) == (204, b"")
     assert (await client.get(f"/pets/{pet['id']}")).status_code == 404
 
@@ -169,3 +182,26 @@ async def test_unknown_paths_methods_and_automatic_options(client: httpx.AsyncCl
     assert (wrong.status_code, wrong.headers["allow"]) == (405, "DELETE, GET, HEAD, OPTIONS, PATCH, PUT")
     options = await client.options("/pets")
     assert (options.status_code, options.headers["allow"]) == (204, "GET, HEAD, OPTIONS, POST")
+
+
+async def test_the_api_key_and_bearer_protected_operations(client: httpx.AsyncClient) -> None:
+    anonymous = await client.delete("/pets/1")
+    assert anonymous.status_code == 401
+    assert anonymous.headers.get_list("www-authenticate") == [
+        'ApiKey realm="api", in="header", name="X-API-Key"',
+        'Bearer realm="api"',
+    ]
+    assert (await client.delete("/pets/1", headers={"x-api-key": "guess"})).status_code == 401
+    reader = {"authorization": f"Bearer {token('stats:read')}"}
+    assert (await client.delete("/pets/1", headers=reader)).status_code == 403  # valid, but not pets:write
+    writer = {"authorization": f"Bearer {token('pets:write stats:read')}"}
+    assert (await client.delete("/pets/1", headers=writer)).status_code == 204
+    stats = await client.get("/admin/stats", headers=reader)
+    assert stats.json() == {"pets": 0, "owners": 0, "photos": 0, "caller": "alice"}
+    expired = await client.get("/admin/stats", headers={"authorization": f"Bearer {token('stats:read', -120)}"})
+    assert (expired.status_code, expired.json()["detail"]) == (401, "the token has expired")
+    forged = await client.get(
+        "/admin/stats", headers={"authorization": f"Bearer {token('stats:read', secret='x' * 40)}"}
+    )
+    assert forged.status_code == 401
+    assert (await client.get("/admin/stats", headers={"x-api-key": API_KEY})).status_code == 401  # not its scheme

@@ -2,9 +2,9 @@
 
 Routes come from an OpenAPI spec (``App.from_spec``: handlers bind by operationId) or are
 registered in code (``@app.route``). The pipeline, top to bottom: route -> apply the
-operation's deadline -> decode and validate parameters -> read, decode and validate the body ->
-admission and the handler (sync ones in a pooled greenlet) -> coerce the result -> check it
-against the declared responses.
+operation's deadline -> authorize (security requirements) -> decode and validate parameters ->
+read, decode and validate the body -> admission and the handler (sync ones in a pooled
+greenlet) -> coerce the result -> check it against the declared responses.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from .cors import CorsPolicy
 from .errors import HTTPError
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
@@ -45,7 +46,8 @@ class Route:
 class App:
     """Maps (method, path template) to handlers through a radix tree. HEAD is answered by GET
     routes and OPTIONS automatically (204 + ``Allow``) unless declared; a path with no route
-    for the method gets 405 with ``Allow``."""
+    for the method gets 405 with ``Allow``. With CORS configured, preflights from allowed
+    origins are answered before anything else (security included)."""
 
     def __init__(self, *, response_validation: ResponseValidation = "strict") -> None:
         self._router: Router[dict[str, Route]] = Router()
@@ -56,21 +58,30 @@ class App:
         self._allow: dict[str, str] = {}
         self.response_validation = response_validation
         self.document: SpecDocument | None = None
+        self.cors: CorsPolicy | None = None  # set from the settings by the runner
 
     @classmethod
     def from_spec(
-        cls, spec: str | Path, handlers: ModuleType, *, response_validation: ResponseValidation = "strict"
+        cls,
+        spec: str | Path,
+        handlers: ModuleType,
+        *,
+        security: dict[str, dict[str, Any]] | None = None,
+        response_validation: ResponseValidation = "strict",
     ) -> App:
         """An app serving every operation of ``spec`` with the functions of ``handlers``.
 
-        Raises SpecError listing every problem: an invalid document, a missing handler, a
-        handler signature the operation cannot satisfy, conflicting paths.
+        ``security`` configures the spec's security schemes by name, over the handlers
+        module's own ``SECURITY`` dict. Raises SpecError listing every problem: an invalid
+        document, a missing handler, a handler signature the operation cannot satisfy, a
+        security scheme without a verifier, conflicting paths.
         """
         document = SpecDocument.load(spec)
         app = cls(response_validation=response_validation)
         app.document = document
         problems: list[SpecProblem] = []
-        for operation in compile_operations(document, handlers):
+        schemes = {**getattr(handlers, "SECURITY", {}), **(security or {})}
+        for operation in compile_operations(document, handlers, schemes):
             route = Route(
                 operation.method,
                 operation.path,
@@ -120,6 +131,27 @@ class App:
         return [route for methods in self._methods.values() for route in methods.values()]
 
     async def handle(self, request: Request) -> Response:
+        cors = self.cors
+        origin = request.header("origin") if cors is not None else None
+        if cors is None or origin is None or not cors.allows(origin):
+            return await self._serve(request)
+        if request.method == "OPTIONS" and request.header("access-control-request-method"):
+            found = self._static.get(request.path) or self._router.match(request.path)
+            if found is None:
+                raise HTTPError(404, f"no route for {request.path}", close=False)
+            request.route = found.template
+            return cors.preflight(origin, self._allow[found.template], request.header("access-control-request-headers"))
+        try:
+            response = await self._serve(request)
+        except HTTPError as exc:
+            exc.headers.extend(cors.response_headers(origin))
+            raise
+        # Copied, not extended: an app may return one Response object for many requests.
+        with_cors = Response(response.body, response.status, stream=response.stream)
+        with_cors.headers = [*response.headers, *cors.response_headers(origin)]
+        return with_cors
+
+    async def _serve(self, request: Request) -> Response:
         route, raw_params = self._route(request)
         if route is None:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
@@ -127,6 +159,8 @@ class App:
             request.set_operation_timeout(route.timeout)
         spec = route.spec
         if spec is not None:
+            if spec.policy is not None:
+                await spec.policy.authorize(request)
             spec.decode_parameters(request, raw_params)
             if spec.body is not None:
                 await spec.decode_body(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import types
@@ -36,7 +37,8 @@ def _scalar_type(annotation: Any) -> Any:
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
         kind = _scalar_type(field.annotation)
-        help_text = f"{field.description} (default: {field.default}; env TRIO_ROUTER_{name.upper()})"
+        default = field.get_default(call_default_factory=True)
+        help_text = f"{field.description} (default: {default}; env TRIO_ROUTER_{name.upper()})"
         if kind is bool:
             parser.add_argument(
                 _flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name) is not None}
+    for name, value in overrides.items():
+        if get_origin(Settings.model_fields[name].annotation) in (dict, list):  # given as JSON on the command line
+            try:
+                overrides[name] = json.loads(value)
+            except ValueError as exc:
+                raise ConfigFileError(f"{_flag(name)} takes JSON: {exc}") from None
     config = args.config or (Path(os.environ["TRIO_ROUTER_CONFIG"]) if os.environ.get("TRIO_ROUTER_CONFIG") else None)
     return Settings.load(config, **overrides)
 

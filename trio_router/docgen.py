@@ -26,6 +26,9 @@ port = 9000
 workers = 2
 request-timeout = 10
 handler_overflow = "shed"
+
+[security.ApiKeyAuth]           # one table per security scheme of the spec
+keys_env = "MY_API_KEYS"
 ```
 
 | setting | flag | environment | default | meaning |
@@ -37,7 +40,8 @@ def render() -> str:
     rows = []
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        default = "" if field.default is None else f"`{field.default}`"
+        value = field.get_default(call_default_factory=True)
+        default = "" if value is None else f"`{value}`"
         description = (field.description or "").replace("|", "\\|")
         rows.append(f"| {name} | `{flag}` | `TRIO_ROUTER_{name.upper()}` | {default} | {description} |")
     return HEADER + "\n".join(rows) + "\n"

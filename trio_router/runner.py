@@ -12,6 +12,7 @@ import sys
 import trio
 
 from .app import App
+from .cors import CorsPolicy
 from .http.server import Server, bind_listener, listener_url
 from .openapi.document import SpecError
 from .settings import Settings
@@ -26,6 +27,13 @@ class AppLoadError(Exception):
 
 
 def load_app(settings: Settings) -> App:
+    """The app ``settings`` describe, with its CORS policy."""
+    app = _load_app(settings)
+    app.cors = CorsPolicy.from_settings(settings)
+    return app
+
+
+def _load_app(settings: Settings) -> App:
     """The app to serve: the handlers module's own ``app`` if it builds one in code, else the
     spec's operations bound to the module's functions.
 
@@ -51,7 +59,9 @@ def load_app(settings: Settings) -> App:
     if not settings.spec:
         raise AppLoadError(f"handlers module {module_name!r} has no `app` and no spec is given (--spec)")
     try:
-        return App.from_spec(settings.spec, module, response_validation=settings.response_validation)
+        return App.from_spec(
+            settings.spec, module, security=settings.security, response_validation=settings.response_validation
+        )
     except SpecError as exc:
         count = len(exc.problems)
         listing = "\n".join(f"  {problem}" for problem in exc.problems)

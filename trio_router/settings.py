@@ -118,6 +118,24 @@ class Settings(BaseSettings):
     retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
     # Observability
+    security: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Verifier settings per security scheme of the spec, over the handlers module's SECURITY"
+        " (JSON from flags and the environment; a table per scheme in a config file). See docs/security.md.",
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins a browser may call the API from (["https://app.example"], or ["*"]); empty: CORS off.',
+    )
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description='Request headers a preflight may be granted; ["*"] grants what it asks for.',
+    )
+    cors_allow_credentials: bool = Field(False, description="Let browsers send cookies and credentials cross-origin.")
+    cors_max_age: int = Field(600, ge=0, description="Seconds a browser may cache a preflight answer.")
+    cors_expose_headers: list[str] = Field(
+        default_factory=lambda: ["x-request-id"], description="Response headers scripts on other origins may read."
+    )
     response_validation: Literal["strict", "warn", "off"] = Field(
         "strict",
         description="Check responses against the spec: strict answers 500 and logs, warn only logs, off skips the"

@@ -44,6 +44,7 @@ class Request:
         "_id",
         "_query",
         "_trace",
+        "auth",
         "body",
         "http_version",
         "method",
@@ -69,6 +70,7 @@ class Request:
         self._body: bytes | None = None
         self.body: Any = None  # the decoded, validated body of a spec operation (None without one)
         self.params: dict[str, Any] = _NO_PARAMS  # every declared parameter by Python name, typed
+        self.auth: dict[str, Any] = _NO_PARAMS  # security scheme name -> the Principal its credentials proved
         self._id: str | None = None
         self._headers: Headers | None = None
         self._query: dict[str, Any] | None = None
@@ -140,6 +142,11 @@ class Request:
         if self._body is None:
             self._body = await_(self._connection.read_body())
         return self._body
+
+    @property
+    def principal(self) -> Any:
+        """The Principal of the first scheme that authenticated the request, or None."""
+        return next(iter(self.auth.values()), None)
 
     @property
     def operation_id(self) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import HTTPError
 from ..http.request import Request
 from ..routing.template import TemplateError, param_names, parse_template
+from ..security.policy import SecurityPolicy, build_verifier
+from ..security.verifiers import Verifier
 from .binding import BindingError, Invoke, find_handler, plan_call
 from .bodies import BodyDecoder, BodyError, MediaType, decoder_for
 from .document import SpecDocument, SpecError, SpecProblem, child
@@ -51,6 +53,7 @@ class Operation:
     body: BodyDecoder | None
     responses: ResponseChecker
     security: tuple[SecurityRequirement, ...]
+    policy: SecurityPolicy | None  # None: no requirement at all
 
     @property
     def handler_name(self) -> str:
@@ -136,7 +139,9 @@ def _decode_all(
 class _Compiler:
     document: SpecDocument
     module: ModuleType
+    security_config: dict[str, dict[str, Any]]
     schemas: SchemaCompiler = field(init=False)
+    verifiers: dict[str, Verifier] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
     seen_ids: dict[str, str] = field(default_factory=dict)
 
@@ -192,6 +197,7 @@ class _Compiler:
         for name in declared_path - set(template_names):
             raise ValueError(f"path parameter {name!r} is declared but {path} has no {{{name}}}")
         body = self.request_body(spec, uri)
+        security = self.security(spec)
         handler = find_handler(self.module, operation_id, spec.get("x-handler"))
         invoke, is_async = plan_call(handler, {decoder.python_name for decoder in decoders}, body is not None)
         timeout = spec.get("x-timeout")
@@ -212,7 +218,8 @@ class _Compiler:
             cookie_params=tuple(d for d in decoders if d.location == "cookie"),
             body=body,
             responses=self.responses(spec, uri),
-            security=self.security(spec),
+            security=security,
+            policy=self.policy(security),
         )
 
     def parameters(self, item: dict[str, Any], item_uri: str, spec: dict[str, Any], uri: str) -> list[ParameterDecoder]:
@@ -277,20 +284,37 @@ class _Compiler:
 
     def security(self, spec: dict[str, Any]) -> tuple[SecurityRequirement, ...]:
         requirements = spec.get("security", self.document.root.get("security")) or []
-        compiled = tuple(
+        return tuple(
             tuple((scheme, tuple(scopes or ())) for scheme, scopes in requirement.items())
             for requirement in requirements
         )
-        # Fail closed: until a scheme has a verifier, an operation that names it is not served.
-        for requirement in compiled:
-            for scheme, _ in requirement:
-                raise ValueError(f"security scheme {scheme!r} has no verifier configured; refusing to serve it open")
-        return compiled
+
+    def policy(self, security: tuple[SecurityRequirement, ...]) -> SecurityPolicy | None:
+        if not security:
+            return None
+        return SecurityPolicy.of(
+            [[(self.verifier(scheme), frozenset(scopes)) for scheme, scopes in requirement] for requirement in security]
+        )
+
+    def verifier(self, name: str) -> Verifier:
+        """The scheme's verifier, built once; a scheme without configuration stops startup."""
+        found = self.verifiers.get(name)
+        if found is None:
+            schemes_uri = child(self.document.uri + "#", "components", "securitySchemes")
+            raw = ((self.document.root.get("components") or {}).get("securitySchemes") or {}).get(name)
+            if raw is None:
+                raise ValueError(f"security scheme {name!r} is not declared in components/securitySchemes")
+            scheme, _ = self.document.resolve(raw, child(schemes_uri, name))
+            found = self.verifiers[name] = build_verifier(name, scheme, self.security_config.get(name))
+        return found
 
 
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
 
 
-def compile_operations(document: SpecDocument, module: ModuleType) -> list[Operation]:
-    """Every operation of ``document`` bound to ``module``; SpecError lists all problems found."""
-    return _Compiler(document, module).operations()
+def compile_operations(
+    document: SpecDocument, module: ModuleType, security: dict[str, dict[str, Any]] | None = None
+) -> list[Operation]:
+    """Every operation of ``document`` bound to ``module``, its security schemes verified as
+    ``security`` configures them (scheme name -> settings); SpecError lists all problems found."""
+    return _Compiler(document, module, security or {}).operations()

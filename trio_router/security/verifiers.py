@@ -1,0 +1,179 @@
+"""Credential verifiers, one per kind of security scheme. Each looks at a request, returns the
+``Principal`` its credentials prove, ``None`` if the request carries none, or raises
+``InvalidCredentials``. Secrets are compared in constant time; nothing here has a default secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..http.request import Request
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who the credentials of one scheme prove the caller to be."""
+
+    scheme: str
+    subject: str
+    scopes: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class InvalidCredentials(Exception):
+    """Credentials were presented and are wrong; the message is safe to show the client."""
+
+
+class Verifier(Protocol):
+    scheme: str
+    challenge: str  # the WWW-Authenticate challenge a 401 carries for this scheme
+
+    async def verify(self, request: Request) -> Principal | None: ...
+
+
+def _constant_time_find(presented: bytes, candidates: list[tuple[bytes, Any]]) -> Any:
+    """The value of the candidate equal to ``presented``, comparing against every one of them
+    so the time taken says nothing about which (if any) matched."""
+    found = None
+    for secret, value in candidates:
+        if hmac.compare_digest(presented, secret):
+            found = value
+    return found
+
+
+def bearer_token(request: Request, scheme_word: str = "bearer") -> str | None:
+    header = request.header("authorization")
+    if header is None:
+        return None
+    word, _, token = header.strip().partition(" ")
+    if word.lower() != scheme_word:
+        return None
+    return token.strip() or None
+
+
+class ApiKeyVerifier:
+    """``type: apiKey`` in a header, query parameter or cookie; each key may carry scopes."""
+
+    def __init__(self, scheme: str, location: str, name: str, keys: dict[str, list[str]]) -> None:
+        self.scheme = scheme
+        self.location = location
+        self.name = name
+        self._keys = [(key.encode(), (label, frozenset(scopes))) for label, (key, scopes) in _labelled(keys)]
+        self.challenge = f'ApiKey realm="api", in="{location}", name="{name}"'
+
+    async def verify(self, request: Request) -> Principal | None:
+        if self.location == "header":
+            presented = request.header(self.name)
+        elif self.location == "cookie":
+            presented = request.cookies.get(self.name)
+        else:
+            presented = _query_value(request.query_string, self.name)
+        if not presented:
+            return None
+        match = _constant_time_find(presented.encode("utf-8", "surrogateescape"), self._keys)
+        if match is None:
+            raise InvalidCredentials(f"the {self.location} {self.name!r} holds no valid API key")
+        label, scopes = match
+        return Principal(self.scheme, label, scopes)
+
+
+def _labelled(keys: dict[str, list[str]]) -> list[tuple[str, tuple[str, list[str]]]]:
+    """Keys are secrets: the principal is named after the key's position, never the key itself."""
+    return [(f"key-{index + 1}", (key, scopes)) for index, (key, scopes) in enumerate(keys.items())]
+
+
+def _query_value(query_string: bytes, name: str) -> str | None:
+    from urllib.parse import unquote_plus
+
+    for field_ in query_string.decode("latin-1").split("&"):
+        key, _, value = field_.partition("=")
+        if unquote_plus(key) == name:
+            return unquote_plus(value)
+    return None
+
+
+class BasicVerifier:
+    """``type: http, scheme: basic``. Passwords are stored as ``pbkdf2_sha256$<iterations>$<salt
+    b64>$<hash b64>`` (what ``hash_password`` makes), or plain text for development."""
+
+    def __init__(self, scheme: str, users: dict[str, str]) -> None:
+        self.scheme = scheme
+        self._users = dict(users)
+        self.challenge = 'Basic realm="api", charset="UTF-8"'
+
+    async def verify(self, request: Request) -> Principal | None:
+        encoded = bearer_token(request, "basic")
+        if encoded is None:
+            return None
+        try:
+            user, colon, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise InvalidCredentials("malformed Basic credentials") from None
+        stored = self._users.get(user)
+        # An unknown user costs the same as a wrong password.
+        ok = _password_matches(password, stored if stored is not None else _DUMMY_HASH) and stored is not None
+        if not colon or not ok:
+            raise InvalidCredentials("wrong user name or password")
+        return Principal(self.scheme, user)
+
+
+def hash_password(password: str, iterations: int = 200_000) -> str:
+    """A stored form of ``password`` for a Basic scheme's ``users``."""
+    import os
+
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def _password_matches(password: str, stored: str) -> bool:
+    if stored.startswith("pbkdf2_sha256$"):
+        _, iterations, salt, expected = stored.split("$", 3)
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        return hmac.compare_digest(digest, base64.b64decode(expected))
+    return hmac.compare_digest(password.encode(), stored.encode())
+
+
+_DUMMY_HASH = hash_password("not a password", iterations=1000)
+
+
+class HMACVerifier:
+    """``type: http, scheme: hmac-sha256``: a signed request, for machine clients (the gateway's
+    tenants). ``Authorization: HMAC-SHA256 key=<id>, ts=<unix seconds>, sig=<hex>`` where
+    ``sig = HMAC-SHA256(secret, "<ts>\\n<METHOD>\\n<target>\\n<hex sha256 of the body>")``.
+    A signature older or newer than ``max_skew`` seconds is refused (bounding replays)."""
+
+    def __init__(self, scheme: str, secrets: dict[str, str], max_skew: float = 300.0) -> None:
+        self.scheme = scheme
+        self._secrets = {key_id: secret.encode() for key_id, secret in secrets.items()}
+        self.max_skew = max_skew
+        self.challenge = 'HMAC-SHA256 realm="api"'
+
+    async def verify(self, request: Request) -> Principal | None:
+        header = request.header("authorization")
+        if header is None or not header.lower().startswith("hmac-sha256 "):
+            return None
+        fields = dict(part.strip().partition("=")[::2] for part in header[12:].split(","))
+        key_id, stamp, signature = fields.get("key", ""), fields.get("ts", ""), fields.get("sig", "")
+        if not (key_id and stamp.isdigit() and signature):
+            raise InvalidCredentials("HMAC-SHA256 needs key=, ts= and sig=")
+        if abs(time.time() - int(stamp)) > self.max_skew:
+            raise InvalidCredentials(f"the signature's timestamp is more than {self.max_skew:g} s away")
+        body = await request.receive()
+        secret = self._secrets.get(key_id, b"\0" * 32)  # an unknown key costs the same as a wrong one
+        expected = sign(secret, int(stamp), request.method, request.target.decode("latin-1"), body)
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode()) or key_id not in self._secrets:
+            raise InvalidCredentials("the request signature does not match")
+        return Principal(self.scheme, key_id)
+
+
+def sign(secret: bytes, timestamp: int, method: str, target: str, body: bytes) -> str:
+    """The hex signature an HMAC-SHA256 client sends (see ``HMACVerifier``)."""
+    message = f"{timestamp}\n{method.upper()}\n{target}\n{hashlib.sha256(body).hexdigest()}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
