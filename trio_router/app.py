@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
+from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .errors import HTTPError
 from .http.request import Request
@@ -59,6 +60,7 @@ class App:
         self.response_validation = response_validation
         self.document: SpecDocument | None = None
         self.cors: CorsPolicy | None = None  # set from the settings by the runner
+        self.builtins: BuiltinEndpoints | None = None  # likewise
 
     @classmethod
     def from_spec(
@@ -126,6 +128,10 @@ class App:
         allowed = set(methods) | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
         self._allow[path] = ", ".join(sorted(allowed))
 
+    def shadowed(self, path: str) -> bool:
+        """True if a route matches ``path`` (so a built-in endpoint there is never reached)."""
+        return path in self._static or self._router.match(path) is not None
+
     @property
     def routes(self) -> list[Route]:
         return [route for methods in self._methods.values() for route in methods.values()]
@@ -138,9 +144,12 @@ class App:
         if request.method == "OPTIONS" and request.header("access-control-request-method"):
             found = self._static.get(request.path) or self._router.match(request.path)
             if found is None:
-                raise HTTPError(404, f"no route for {request.path}", close=False)
-            request.route = found.template
-            return cors.preflight(origin, self._allow[found.template], request.header("access-control-request-headers"))
+                allow = "GET, HEAD, OPTIONS" if self.builtins is not None and self.builtins.find(request.path) else None
+                if allow is None:
+                    raise HTTPError(404, f"no route for {request.path}", close=False)
+            else:
+                request.route, allow = found.template, self._allow[found.template]
+            return cors.preflight(origin, allow, request.header("access-control-request-headers"))
         try:
             response = await self._serve(request)
         except HTTPError as exc:
@@ -152,7 +161,10 @@ class App:
         return with_cors
 
     async def _serve(self, request: Request) -> Response:
-        route, raw_params = self._route(request)
+        found = self._static.get(request.path) or self._router.match(request.path)
+        if found is None:
+            return self._builtin(request)
+        route, raw_params = self._route(request, found)
         if route is None:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
@@ -177,11 +189,8 @@ class App:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
             return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
 
-    def _route(self, request: Request) -> tuple[Route | None, dict[str, str]]:
+    def _route(self, request: Request, found: Match[dict[str, Route]]) -> tuple[Route | None, dict[str, str]]:
         """The route for the request (None for an automatic OPTIONS answer) and its raw path parameters."""
-        found = self._static.get(request.path) or self._router.match(request.path)
-        if found is None:
-            raise HTTPError(404, f"no route for {request.path}", close=False)
         request.route = found.template
         methods = found.value
         route = methods.get(request.method)
@@ -195,6 +204,18 @@ class App:
         if found.raw_params and route.spec is None:
             request.path_params = found.params
         return route, found.raw_params
+
+    def _builtin(self, request: Request) -> Response:
+        """A path no route matches: one of the server's own endpoints, or 404."""
+        serve = self.builtins.find(request.path) if self.builtins is not None else None
+        if serve is None:
+            raise HTTPError(404, f"no route for {request.path}", close=False)
+        request.route = request.operation = request.path
+        if request.method not in ("GET", "HEAD"):
+            if request.method == "OPTIONS":
+                return Response(status=204, headers=[("allow", "GET, HEAD, OPTIONS")])
+            raise _MethodNotAllowed(request.method, "GET, HEAD, OPTIONS")
+        return serve(request)
 
     def _checked(self, spec: Operation, response: Response, request: Request) -> Response:
         """``response`` if it matches the spec; per ``response_validation``, else a logged 500."""

@@ -12,6 +12,7 @@ import sys
 import trio
 
 from .app import App
+from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .http.server import Server, bind_listener, listener_url
 from .openapi.document import SpecError
@@ -27,9 +28,13 @@ class AppLoadError(Exception):
 
 
 def load_app(settings: Settings) -> App:
-    """The app ``settings`` describe, with its CORS policy."""
+    """The app ``settings`` describe, with its CORS policy and the built-in endpoints."""
     app = _load_app(settings)
     app.cors = CorsPolicy.from_settings(settings)
+    app.builtins = BuiltinEndpoints(settings, app.document.root if app.document is not None else None)
+    for path in app.builtins.paths:
+        if app.shadowed(path):
+            log.warning("built-in endpoint %s is not served: a route of the app matches it", path)
     return app
 
 

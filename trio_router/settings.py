@@ -141,6 +141,23 @@ class Settings(BaseSettings):
         description="Check responses against the spec: strict answers 500 and logs, warn only logs, off skips the"
         " check (strict suits development; warn or off saves its cost in production).",
     )
+    openapi_path: str = Field(
+        "/openapi.json", pattern=r"^(/\S*)?$", description="Where the spec is served as JSON; empty: not served."
+    )
+    openapi_yaml_path: str = Field(
+        "/openapi.yaml", pattern=r"^(/\S*)?$", description="Where the spec is served as YAML; empty: not served."
+    )
+    docs_path: str = Field(
+        "/docs",
+        pattern=r"^(/\S*)?$",
+        description="Swagger UI for the spec, served from the installed package (no CDN); empty: off.",
+    )
+    health_path: str = Field(
+        "/health", pattern=r"^(/\S*)?$", description="Liveness: 200 while the process serves; empty: off."
+    )
+    ready_path: str = Field(
+        "/ready", pattern=r"^(/\S*)?$", description="Readiness: 200, or 503 once draining; empty: off."
+    )
     metrics_path: str = Field(
         "/metrics", pattern=r"^(/\S*)?$", description="Where Prometheus metrics are served; empty turns them off."
     )

@@ -187,6 +187,11 @@ class Request:
         return self._trace
 
     @property
+    def draining(self) -> bool:
+        """True once the server has begun to shut down (readiness should then say no)."""
+        return self._connection.context.shutting_down
+
+    @property
     def runtime(self) -> HandlerRuntime:
         return self._connection.context.runtime
 
