@@ -102,11 +102,13 @@ def rename_pet(pet_id: int, body: dict[str, str]) -> Pet:
 def delete_pet(pet_id: int) -> None:
     _pet(pet_id)
     del _pets[pet_id]
+    for photo_id in [photo_id for photo_id, (meta, _) in _photos.items() if meta["pet_id"] == pet_id]:
+        del _photos[photo_id]
 
 
 def upload_photo(pet_id: int, body: dict[str, Any]) -> Response:
     _pet(pet_id)
-    upload: UploadedFile = body["file"]
+    upload: UploadedFile = body["file"]  # a binary field: always an UploadedFile, even from a text part
     photo_id = next(_photo_ids)
     meta = {
         "id": photo_id,
@@ -155,19 +157,29 @@ def get_preferences(request: Request) -> dict[str, Any]:
 def create_owner(body: dict[str, Any]) -> Response:
     missing = [pet_id for pet_id in body.get("pet_ids", []) if pet_id not in _pets]
     if missing:
-        raise HTTPError(422, f"no pets {missing}", close=False)
+        raise HTTPError(404, f"no pets {missing}", close=False)
     owner_id = next(_owner_ids)
     owner = {"id": owner_id, "name": body["name"], "pet_ids": body.get("pet_ids", []), "newsletter": False}
     owner["newsletter"] = bool(body.get("newsletter", False))
     for pet_id in owner["pet_ids"]:
         _pets[pet_id]["owner_id"] = owner_id
     _owners[owner_id] = owner
-    return Response.json(owner, status=201, headers=[("location", f"/owners/{owner_id}/pets")])
+    return Response.json(owner, status=201, headers=[("location", f"/owners/{owner_id}")])
+
+
+def _owner(owner_id: int) -> dict[str, Any]:
+    owner = _owners.get(owner_id)
+    if owner is None:
+        raise HTTPError(404, f"no owner {owner_id}", close=False)
+    return owner
+
+
+def get_owner(owner_id: int) -> dict[str, Any]:
+    return _owner(owner_id)
 
 
 def list_owner_pets(owner_id: int) -> list[Pet]:
-    if owner_id not in _owners:
-        raise HTTPError(404, f"no owner {owner_id}", close=False)
+    _owner(owner_id)
     return [pet for pet in _pets.values() if pet.get("owner_id") == owner_id]
 
 

@@ -77,7 +77,8 @@ async def test_a_form_body_is_coerced_to_the_schema_types(client: httpx.AsyncCli
     )
     assert owner.status_code == 201
     assert owner.json()["pet_ids"] == [1, 2] and owner.json()["newsletter"] is False
-    mine = await client.get(owner.headers["location"])
+    assert (await client.get(owner.headers["location"])).json() == owner.json()
+    mine = await client.get(owner.headers["location"] + "/pets")
     assert [pet["id"] for pet in mine.json()] == [1, 2]
 
 
@@ -170,6 +171,11 @@ async def test_multipart_upload_and_bytes_back(client: httpx.AsyncClient) -> Non
     assert (raw.content, raw.headers["content-type"]) == (image, "image/png")
     no_file = await client.post("/pets/1/photos", files={"caption": (None, b"no file")})
     assert problems(no_file) == [("body", "")]
+    wrong_type = await client.post("/pets/1/photos", files={"file": ("rex.txt", b"text", "text/plain")})
+    assert wrong_type.status_code == 400
+    assert wrong_type.json()["errors"][0]["detail"] == "part 'file' is text/plain; it must be image/png, image/jpeg"
+    assert (await client.delete("/pets/1", headers={"x-api-key": API_KEY})).status_code == 204
+    assert (await client.get(uploaded.headers["location"])).status_code == 404  # photos go with their pet
     broken = await client.post(
         "/pets/1/photos", content=b"--x\r\nno headers", headers={"content-type": "multipart/form-data; boundary=x"}
     )

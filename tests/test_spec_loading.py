@@ -3,8 +3,6 @@ for every way a spec or its binding can be wrong. Real-world specs are read in p
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import serve
+from tests.test_cli import run_cli
 from trio_router import App, SpecError
 from trio_router.openapi.document import SpecDocument
 
@@ -157,17 +156,11 @@ async def test_refs_across_files_and_openapi_30_nullable(tmp_path: Path) -> None
         assert (await client.post("/labels?limit=9", json={})).json()["errors"][0]["name"] == "limit"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "trio_router.cli", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-
-
 @pytest.mark.slow
 def test_check_and_routes_commands(tmp_path: Path) -> None:
     checked = run_cli("check")
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("ok: 18 operations served by handlers.petstore")
+    assert checked.stdout.startswith("ok: 19 operations served by handlers.petstore")
     table = run_cli("routes").stdout.splitlines()
     assert table[0].split() == ["METHOD", "PATH", "OPERATION", "SECURITY", "HANDLER"]
     assert "GET /pets/{pet_id} get_pet - handlers.petstore:get_pet" in [" ".join(line.split()) for line in table]

@@ -94,7 +94,11 @@ def form_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, An
     return decode
 
 
-def multipart_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+def multipart_decoder(
+    schema: Any, part_types: dict[str, list[str]]
+) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+    """``part_types``: the Encoding Object's ``contentType`` per field (``image/png, image/*``)."""
+
     def decode(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
         try:
             parts = parse_multipart(body, params.get("boundary", ""))
@@ -103,8 +107,12 @@ def multipart_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[An
         texts: list[tuple[str, str]] = []
         files: dict[str, list[UploadedFile]] = {}
         for part in parts:
-            if part.filename is not None:
-                files.setdefault(part.name, []).append(UploadedFile(part.filename, part.content_type, part.data))
+            allowed = part_types.get(part.name)
+            if allowed is not None and not _media_type_allowed(header_params(part.content_type)[0], allowed):
+                raise BodyError(400, f"part {part.name!r} is {part.content_type}; it must be {', '.join(allowed)}")
+            if part.filename is not None or _is_binary(property_schema(schema, part.name)):
+                upload = UploadedFile(part.filename or "", part.content_type, part.data)
+                files.setdefault(part.name, []).append(upload)
                 texts.append((part.name, part.data.decode("latin-1")))
             else:
                 try:
@@ -120,6 +128,23 @@ def multipart_decoder(schema: Any) -> Callable[[bytes, dict[str, str]], tuple[An
     return decode
 
 
+def _media_type_allowed(media_type: str, allowed: list[str]) -> bool:
+    return any(
+        pattern in ("*/*", media_type) or (pattern.endswith("/*") and media_type.startswith(pattern[:-1]))
+        for pattern in allowed
+    )
+
+
+def _is_binary(schema: Any) -> bool:
+    """A field declared as file content (3.0 ``format: binary``, 3.1 ``contentMediaType``, or an
+    array of such): its parts reach the handler as UploadedFile even when sent without a filename."""
+    if not isinstance(schema, dict):
+        return False
+    if "array" in schema_types(schema):
+        return _is_binary(item_schema(schema))
+    return schema.get("format") == "binary" or "contentMediaType" in schema
+
+
 def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
     """Form fields as an object: repeated names become lists where the schema wants an array."""
     fields: dict[str, Any] = {}
@@ -132,14 +157,22 @@ def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
     return fields
 
 
-def decoder_for(media_type: str, schema: Any) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+def decoder_for(
+    media_type: str, schema: Any, encoding: dict[str, Any] | None = None
+) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:
+    """The decoder for one declared media type; ``encoding`` is its Encoding Object map."""
     base = media_type.split(";")[0].strip().lower()
     if base == "application/json" or base.endswith("+json"):
         return decode_json
     if base == "application/x-www-form-urlencoded":
         return form_decoder(schema)
     if base.startswith("multipart/"):
-        return multipart_decoder(schema)
+        part_types = {
+            name: [item.strip().lower() for item in str(spec["contentType"]).split(",")]
+            for name, spec in (encoding or {}).items()
+            if isinstance(spec, dict) and "contentType" in spec
+        }
+        return multipart_decoder(schema, part_types)
     if base.startswith("text/"):
         return decode_text
     return decode_bytes

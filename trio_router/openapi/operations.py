@@ -258,7 +258,7 @@ class _Compiler:
             schema = media.get("schema")
             schema_uri = child(body_uri, "content", name, "schema")
             validator = None if schema is None else self.schemas.validator(schema, schema_uri, "request")
-            decode = decoder_for(name, validator.schema if validator is not None else {})
+            decode = decoder_for(name, validator.schema if validator is not None else {}, media.get("encoding"))
             media_types.append(MediaType(name.split(";")[0].strip().lower(), decode, validator))
         return BodyDecoder(bool(body.get("required", False)), tuple(media_types))
 
