@@ -153,9 +153,10 @@ class Server:
                     if exc.errno == errno.ECONNABORTED:
                         continue
                     raise
-                start_soon(self._run_connection, sock)
+                start_soon(self.serve_socket, sock)
 
-    async def _run_connection(self, sock: socket.socket) -> None:
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """Serve one connected socket (accepted here, or handed over: an in-process test client)."""
         context = self.context
         assert context is not None
         try:
