@@ -1,10 +1,12 @@
 """Side-by-side throughput of trio-router and its anchors, in one run.
 
-    python stress/bench.py [--suite core|sync] [--duration 10] [--connections 64] [--rounds 3]
+    python stress/bench.py [--suite core|sync|openapi] [--duration 10] [--connections 64] [--rounds 3]
 
 Suite "core": trio-router against the bare trio + h11 floor (same response bytes).
 Suite "sync": trio-router's sync (greenlet) handler, with and without greenlet pooling,
 against FastAPI's sync (threadpool) and async handlers on uvicorn (`pip install -e '.[bench]'`).
+Suite "openapi": the petstore's spec-validated GET /pets/{pet_id} against FastAPI async (pydantic
+path parameter and response model) and Connexion 3 (request and response validation).
 
 Servers run one at a time, pinned to CPU 0 while wrk runs on CPU 1 (when taskset exists),
 alternating over several rounds so drift on a noisy 2-core box hits all alike; the table
@@ -88,13 +90,13 @@ def _trio_router(handlers: str, *flags: str) -> Callable[[int], list[str]]:
     ]
 
 
-def _uvicorn(path: str) -> Server:
+def _uvicorn(path: str, app: str = "stress.anchors.fastapi_app:app") -> Server:
     return Server(
         lambda port: [
             sys.executable,
             "-m",
             "uvicorn",
-            "stress.anchors.fastapi_app:app",
+            app,
             "--port",
             str(port),
             "--log-level",
@@ -124,6 +126,15 @@ SERVERS: dict[str, Server] = {
     ),
     "FastAPI sync (threadpool), uvicorn": _uvicorn("/health"),
     "FastAPI async, uvicorn": _uvicorn("/health-async"),
+    # Suite "openapi": one spec-validated operation (path parameter in, schema-checked JSON out).
+    "trio-router, petstore GET /pets/1, full validation": Server(
+        _trio_router("handlers.petstore", "--no-access-log"), "/pets/1"
+    ),
+    "trio-router, petstore GET /pets/1, response validation off": Server(
+        _trio_router("handlers.petstore", "--no-access-log", "--response-validation", "off"), "/pets/1"
+    ),
+    "FastAPI async, GET /pets/1 (pydantic), uvicorn": _uvicorn("/pets/1"),
+    "Connexion 3, GET /pets/1 (validated), uvicorn": _uvicorn("/pets/1", "stress.anchors.connexion_app:app"),
 }
 
 SUITES = {
@@ -133,6 +144,12 @@ SUITES = {
         "trio-router sync handler, no access log, no greenlet pooling",
         "FastAPI sync (threadpool), uvicorn",
         "FastAPI async, uvicorn",
+    ],
+    "openapi": [
+        "trio-router, petstore GET /pets/1, full validation",
+        "trio-router, petstore GET /pets/1, response validation off",
+        "FastAPI async, GET /pets/1 (pydantic), uvicorn",
+        "Connexion 3, GET /pets/1 (validated), uvicorn",
     ],
 }
 

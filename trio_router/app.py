@@ -182,7 +182,8 @@ class App:
             )
             if spec is None:
                 return coerce_response(result)
-            return self._checked(spec, spec.responses.coerce(result), request)
+            response, value = spec.responses.coerce(result)
+            return self._checked(spec, response, value, request)
         except HTTPError:
             raise
         except Exception:
@@ -217,11 +218,11 @@ class App:
             raise _MethodNotAllowed(request.method, "GET, HEAD, OPTIONS")
         return serve(request)
 
-    def _checked(self, spec: Operation, response: Response, request: Request) -> Response:
+    def _checked(self, spec: Operation, response: Response, value: Any, request: Request) -> Response:
         """``response`` if it matches the spec; per ``response_validation``, else a logged 500."""
         if self.response_validation == "off":
             return response
-        violations = list(spec.responses.violations(response))
+        violations = list(spec.responses.violations(response, value))
         if not violations:
             return response
         log.log(

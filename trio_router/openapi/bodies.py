@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema.protocols import Validator
-
 from .coercion import coerce_text, item_schema, property_schema, schema_types
 from .multipart import MultipartError, UploadedFile, header_params, parse_multipart
 from .parameters import ParameterError, parse_query, percent_decode
+from .schemas import SchemaValidator
 
 
 class BodyError(ValueError):
@@ -31,7 +30,7 @@ class BodyError(ValueError):
 class MediaType:
     name: str  # "application/json", "multipart/*", ...
     decode: Callable[[bytes, dict[str, str]], tuple[Any, Any]]  # -> (handler value, validator value)
-    validator: Validator | None
+    validator: SchemaValidator | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from jsonschema.protocols import Validator
-
 from .coercion import coerce_text, item_schema, plain_type, property_schema, schema_types
+from .schemas import SchemaValidator
 
 Location = str  # "path", "query", "header", "cookie"
 QueryPairs = list[tuple[str, str]]  # (decoded name, raw value)
@@ -78,7 +77,7 @@ class ParameterDecoder:
     location: Location
     required: bool
     decode: Callable[[Any], Any]  # raw source for its location -> value, or _ABSENT
-    validator: Validator | None
+    validator: SchemaValidator | None
     plain: type | tuple[type, ...] | None
     python_name: str  # the keyword a handler may declare to receive it
     default: Any  # the schema's default, used when the parameter is absent (ABSENT: none)
@@ -95,7 +94,7 @@ class _Absent:
 ABSENT: Any = _Absent()
 
 
-def compile_parameter(spec: dict[str, Any], schema: Any, validator: Validator | None) -> ParameterDecoder:
+def compile_parameter(spec: dict[str, Any], schema: Any, validator: SchemaValidator | None) -> ParameterDecoder:
     """The decoder for one (dereferenced) Parameter Object; ``schema`` is its inlined schema."""
     location, name = spec["in"], spec["name"]
     style = spec.get("style", _DEFAULT_STYLE[location])

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin
 
+import jsonschema_rs
 import openapi_schema_validator as oas
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
@@ -32,15 +33,60 @@ _VALIDATORS: dict[tuple[str, Direction], Any] = {
 _FORMATS = {"3.0": oas.oas30_format_checker, "3.1": oas.oas31_format_checker}
 
 
+class SchemaValidator:
+    """jsonschema's validator, whose verdicts and messages define correctness, with jsonschema-rs
+    (about 100x faster: 0.2 us against 21 us for the Pet Store's Pet) answering ``is_valid`` on
+    the hot path for schemas where the two engines agree: tests/test_validation_engines.py checks
+    that they accept and reject the same instances for every schema of the shipped specs. Error
+    messages always come from jsonschema, and only once a request has been found invalid."""
+
+    __slots__ = ("engine", "is_valid", "iter_errors", "reference", "schema")
+
+    def __init__(self, reference: Validator, fast: Any | None) -> None:
+        self.reference = reference
+        self.schema: Any = reference.schema
+        self.iter_errors = reference.iter_errors
+        self.is_valid = fast.is_valid if fast is not None else reference.is_valid
+        self.engine = "jsonschema-rs" if fast is not None else "jsonschema"
+
+
+def _fast_engine_applies(schema: Any, version: str) -> bool:
+    """jsonschema-rs implements Draft 2020-12 (OpenAPI 3.1 schemas); it is not used for 3.0's
+    dialect (``nullable``, draft-4 rules), for ``format`` (the engines know different formats),
+    for regular expressions (jsonschema uses Python's ``re``, where ``$`` also matches before a
+    final newline; jsonschema-rs uses ECMA 262 semantics: the differential test found
+    ``"0\n"`` against ``^[a-z0-9]+$``), or for references left in recursive schemas."""
+    return version == "3.1" and not _has_keyword(
+        schema, ("format", "$ref", "$dynamicRef", "pattern"), "patternProperties"
+    )
+
+
+def _has_keyword(schema: Any, keywords: tuple[str, ...], map_keyword: str) -> bool:
+    """Whether ``schema`` uses one of ``keywords`` (with a text value) or ``map_keyword`` anywhere."""
+    if isinstance(schema, list):
+        return any(_has_keyword(item, keywords, map_keyword) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    for key, value in schema.items():
+        if (key in keywords and isinstance(value, str)) or key == map_keyword:
+            return True
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            if any(_has_keyword(sub, keywords, map_keyword) for sub in value.values()):
+                return True
+        elif key not in _LITERAL_KEYS and _has_keyword(value, keywords, map_keyword):
+            return True
+    return False
+
+
 class SchemaCompiler:
     """Makes validators for schemas found anywhere in one spec."""
 
     def __init__(self, document: SpecDocument) -> None:
         self.document = document
         self._specification = DRAFT4 if document.version == "3.0" else DRAFT202012
-        self._cache: dict[tuple[str, Direction], Validator] = {}
+        self._cache: dict[tuple[str, Direction], SchemaValidator] = {}
 
-    def validator(self, schema: Any, uri: str, direction: Direction) -> Validator:
+    def validator(self, schema: Any, uri: str, direction: Direction) -> SchemaValidator:
         """A validator for ``schema``, which lives at ``uri`` (file plus JSON pointer)."""
         key = (uri, direction)
         cached = self._cache.get(key)
@@ -53,10 +99,15 @@ class SchemaCompiler:
         except SchemaError as exc:
             where = urldefrag(uri)[1] + pointer_of(list(exc.relative_path))
             raise SpecError([SpecProblem(where, f"invalid schema: {exc.message}")]) from None
-        validator: Validator = validator_class(
+        reference: Validator = validator_class(
             inlined, registry=self._registry(), format_checker=_FORMATS[self.document.version]
         )
-        self._cache[key] = validator
+        fast = (
+            jsonschema_rs.Draft202012Validator(inlined)
+            if _fast_engine_applies(inlined, self.document.version)
+            else None
+        )
+        validator = self._cache[key] = SchemaValidator(reference, fast)
         return validator
 
     def inline(self, schema: Any, uri: str, active: frozenset[str] = frozenset()) -> Any:
@@ -132,8 +183,10 @@ _LITERAL_KEYS = frozenset({"enum", "const", "example", "examples", "default", "d
 BRANCHES = "x-trio-router-branches"
 
 
-def violations(validator: Validator, value: Any) -> Iterator[tuple[str, str]]:
+def violations(validator: SchemaValidator, value: Any) -> Iterator[tuple[str, str]]:
     """(JSON pointer into ``value``, message) for each violation, as precise as possible."""
+    if validator.is_valid(value):
+        return
     for error in validator.iter_errors(value):
         yield from _explain(error)
 
