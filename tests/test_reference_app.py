@@ -211,3 +211,28 @@ async def test_the_api_key_and_bearer_protected_operations(client: httpx.AsyncCl
     )
     assert forged.status_code == 401
     assert (await client.get("/admin/stats", headers={"x-api-key": API_KEY})).status_code == 401  # not its scheme
+
+
+async def test_refused_requests_are_counted_by_operation_and_reason(client: httpx.AsyncClient) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    await client.get("/pets?limit=0&species=fish")  # two query errors: one invalid_query rejection
+    await client.get("/me/preferences", headers={"cookie": "theme=blue"})  # cookie and missing header
+    await client.post("/pets", content=b"x", headers={"content-type": "text/plain"})
+    await client.delete("/pets/1")
+    await client.delete("/pets/1", headers={"authorization": f"Bearer {token('stats:read')}"})
+    metrics = await client.get("/metrics")
+    counted = {
+        (sample.labels["operation"], sample.labels["reason"]): sample.value
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "trio_router_request_rejections_total"
+    }
+    assert counted == {
+        ("list_pets", "invalid_query"): 1,
+        ("get_preferences", "invalid_cookie"): 1,
+        ("get_preferences", "invalid_header"): 1,
+        ("create_pet", "unsupported_media_type"): 1,
+        ("delete_pet", "unauthenticated"): 1,
+        ("delete_pet", "forbidden"): 1,
+    }

@@ -171,11 +171,15 @@ class App:
             request.set_operation_timeout(route.timeout)
         spec = route.spec
         if spec is not None:
-            if spec.policy is not None:
-                await spec.policy.authorize(request)
-            spec.decode_parameters(request, raw_params)
-            if spec.body is not None:
-                await spec.decode_body(request)
+            try:
+                if spec.policy is not None:
+                    await spec.policy.authorize(request)
+                spec.decode_parameters(request, raw_params)
+                if spec.body is not None:
+                    await spec.decode_body(request)
+            except HTTPError as refused:
+                _count_rejection(request, refused)
+                raise
         try:
             result = await request.runtime.call(
                 route.invoke, route.is_async, request, request._connection.handler_suspended
@@ -237,6 +241,19 @@ class App:
         return problem(
             500, "the handler's response does not match the API; details are in the server log", request_id=request.id
         )
+
+
+_REJECTION_REASONS = {401: "unauthenticated", 403: "forbidden", 415: "unsupported_media_type"}
+
+
+def _count_rejection(request: Request, refused: HTTPError) -> None:
+    """Count a request the contract refused, once per reason (a 400 may name several locations)."""
+    stats = request.stats
+    if refused.status == 400:
+        for location in sorted({str(error.get("in")) for error in refused.extra.get("errors", ())}):
+            stats.reject(request.operation, f"invalid_{location}")
+    elif refused.status in _REJECTION_REASONS:
+        stats.reject(request.operation, _REJECTION_REASONS[refused.status])
 
 
 class _MethodNotAllowed(HTTPError):

@@ -11,7 +11,7 @@ from urllib.parse import unquote, unquote_plus
 
 import trio
 
-from ..observability.metrics import UNMATCHED
+from ..observability.metrics import UNMATCHED, RequestStats
 from ..observability.tracing import TraceContext
 from ..runtime.bridge import await_
 
@@ -190,6 +190,11 @@ class Request:
     def draining(self) -> bool:
         """True once the server has begun to shut down (readiness should then say no)."""
         return self._connection.context.shutting_down
+
+    @property
+    def stats(self) -> RequestStats:
+        """The server's counters (metrics), for the app's own records."""
+        return self._connection.context.stats
 
     @property
     def runtime(self) -> HandlerRuntime:

@@ -39,6 +39,13 @@ class RequestStats:
     requests: dict[RequestKey, int] = field(default_factory=dict)
     # operation -> [count per bucket (non-cumulative, last one is +Inf)..., sum of seconds]
     durations: dict[str, list[float]] = field(default_factory=dict)
+    # (operation, reason) -> requests the API contract refused: invalid_<location>,
+    # unsupported_media_type, unauthenticated, forbidden (a bounded set of reasons)
+    rejections: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def reject(self, operation: str, reason: str) -> None:
+        key = (operation, reason)
+        self.rejections[key] = self.rejections.get(key, 0) + 1
 
     def record(self, operation: str, method: str, status: int, seconds: float) -> None:
         if method not in KNOWN_METHODS:
@@ -59,12 +66,15 @@ class RequestStats:
             mine = self.durations.setdefault(operation, [0.0] * (len(BUCKETS) + 2))
             for i, value in enumerate(histogram):
                 mine[i] += value
+        for reason_key, count in other.rejections.items():
+            self.rejections[reason_key] = self.rejections.get(reason_key, 0) + count
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "requests": [[*key, count] for key, count in self.requests.items()],
                 "durations": self.durations,
+                "rejections": [[*key, count] for key, count in self.rejections.items()],
             }
         )
 
@@ -74,6 +84,7 @@ class RequestStats:
         return cls(
             requests={(op, method, int(status)): count for op, method, status, count in data["requests"]},
             durations={op: [float(v) for v in values] for op, values in data["durations"].items()},
+            rejections={(op, reason): count for op, reason, count in data.get("rejections", [])},
         )
 
 
@@ -125,6 +136,16 @@ class _Snapshot(Collector):
                 buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
             durations.add_metric([operation], buckets, sum_value=histogram[-1])
         yield durations
+
+        rejections = CounterMetricFamily(
+            "trio_router_request_rejections",
+            "Requests refused by the API contract, by operation and reason (invalid_path, invalid_query,"
+            " invalid_header, invalid_cookie, invalid_body, unsupported_media_type, unauthenticated, forbidden).",
+            labels=["operation", "reason"],
+        )
+        for (operation, reason), count in sorted(self.stats.rejections.items()):
+            rejections.add_metric([operation, reason], count)
+        yield rejections
 
         gauges = self.gauges
         yield CounterMetricFamily(
