@@ -7,6 +7,8 @@ handlers hold only the store's logic. Some take the request, most declare keywor
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from itertools import count
 from typing import Any
 
@@ -77,6 +79,16 @@ def search_pets(
             continue
         found.append(pet)
     return found[:limit]
+
+
+def stream_pet_events(limit: int = 10) -> Response:
+    snapshot = list(_pets.values())[:limit]
+
+    async def events() -> AsyncIterator[bytes]:
+        for pet in snapshot:
+            yield f"id: {pet['id']}\nevent: pet\ndata: {json.dumps(pet)}\n\n".encode()
+
+    return Response(stream=events(), headers=[("content-type", "text/event-stream"), ("cache-control", "no-cache")])
 
 
 def get_pets_batch(ids: list[int]) -> list[Pet]:

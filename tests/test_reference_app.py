@@ -236,3 +236,14 @@ async def test_refused_requests_are_counted_by_operation_and_reason(client: http
         ("delete_pet", "unauthenticated"): 1,
         ("delete_pet", "forbidden"): 1,
     }
+
+
+async def test_pet_events_stream_as_server_sent_events(client: httpx.AsyncClient) -> None:
+    await client.post("/pets", json={"kind": "cat", "name": "Tom"})
+    async with client.stream("GET", "/pets/events?limit=5") as reply:
+        assert reply.headers["content-type"] == "text/event-stream"
+        assert reply.headers["transfer-encoding"] == "chunked"
+        text = (await reply.aread()).decode()
+    events = [block.split("\n") for block in text.strip().split("\n\n")]
+    assert [lines[:2] for lines in events] == [["id: 1", "event: pet"], ["id: 2", "event: pet"]]
+    assert events[1][2] == 'data: {"id": 2, "kind": "cat", "name": "Tom"}'

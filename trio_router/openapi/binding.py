@@ -51,7 +51,10 @@ def find_handler(module: ModuleType, operation_id: str | None, x_handler: str | 
 def plan_call(handler: Callable[..., Any], parameter_names: set[str], has_body: bool) -> tuple[Invoke, bool]:
     """The function the runtime calls with the request, and whether it is a coroutine function."""
     is_async = inspect.iscoroutinefunction(handler)
-    signature = inspect.signature(handler)
+    try:  # resolve string annotations (`from __future__ import annotations`) to see pydantic models
+        signature = inspect.signature(handler, eval_str=True)
+    except (NameError, TypeError, SyntaxError):
+        signature = inspect.signature(handler)
     declared = list(signature.parameters.values())
     if _takes_request_only(declared):
         return handler, is_async
