@@ -168,3 +168,32 @@ def test_check_and_routes_commands(tmp_path: Path) -> None:
     refused = run_cli("check", "--spec", str(bad))
     assert refused.returncode == 1
     assert "#/paths/~1x/get: no handler: handlers.petstore has no function 'nowhere'" in refused.stderr
+
+
+async def test_conflicting_paths_stop_startup_and_declared_options_win(tmp_path: Path) -> None:
+    id_param = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    conflicting = write_spec(
+        tmp_path,
+        {
+            "/pets/{id}": {"get": {"operationId": "a", "parameters": id_param, "responses": OK}},
+            "/pets/{name}": {"get": {"operationId": "b", "parameters": name_param, "responses": OK}},
+        },
+    )
+    found = problems_of(conflicting, module(a=lambda request: {}, b=lambda request: {}))
+    assert found == ["#/paths/~1pets~1{name}/get: path templates '/pets/{id}' and '/pets/{name}' match the same paths"]
+
+    declared = write_spec(
+        tmp_path,
+        {
+            "/things": {
+                "get": {"operationId": "list_things", "responses": OK},
+                "options": {"operationId": "things_options", "responses": OK},
+            }
+        },
+    )
+    app = App.from_spec(declared, module(list_things=lambda request: {}, things_options=lambda request: {"custom": 1}))
+    async with serve(app) as running, httpx.AsyncClient(base_url=running.url) as client:
+        assert (await client.options("/things")).json() == {"custom": 1}
+        head = await client.head("/things")
+        assert (head.status_code, head.content) == (200, b"")

@@ -169,30 +169,38 @@ class App:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
             request.set_operation_timeout(route.timeout)
-        spec = route.spec
-        if spec is not None:
-            try:
-                if spec.policy is not None:
-                    await spec.policy.authorize(request)
-                spec.decode_parameters(request, raw_params)
-                if spec.body is not None:
-                    await spec.decode_body(request)
-            except HTTPError as refused:
-                _count_rejection(request, refused)
-                raise
+        if route.spec is not None:
+            await self._check_request(route.spec, request, raw_params)
         try:
             result = await request.runtime.call(
                 route.invoke, route.is_async, request, request._connection.handler_suspended
             )
-            if spec is None:
-                return coerce_response(result)
-            response, value = spec.responses.coerce(result)
-            return self._checked(spec, response, value, request)
+            return self._response(route.spec, result, request)
         except HTTPError:
             raise
         except Exception:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
             return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
+
+    @staticmethod
+    async def _check_request(spec: Operation, request: Request, raw_params: dict[str, str]) -> None:
+        """Authorize, then decode and validate parameters and body; refusals are counted."""
+        try:
+            if spec.policy is not None:
+                await spec.policy.authorize(request)
+            spec.decode_parameters(request, raw_params)
+            if spec.body is not None:
+                await spec.decode_body(request)
+        except HTTPError as refused:
+            _count_rejection(request, refused)
+            raise
+
+    def _response(self, spec: Operation | None, result: object, request: Request) -> Response:
+        """The handler's result as a Response, checked against the spec's declared responses."""
+        if spec is None:
+            return coerce_response(result)
+        response, value = spec.responses.coerce(result)
+        return self._checked(spec, response, value, request)
 
     def _route(self, request: Request, found: Match[dict[str, Route]]) -> tuple[Route | None, dict[str, str]]:
         """The route for the request (None for an automatic OPTIONS answer) and its raw path parameters."""

@@ -122,13 +122,7 @@ class Request:
     def cookies(self) -> dict[str, str]:
         """The ``Cookie`` header's pairs (values percent-decoded)."""
         if self._cookies is None:
-            self._cookies = {}
-            header = self.header("cookie")
-            if header:
-                for item in header.split(";"):
-                    name, sep, value = item.strip().partition("=")
-                    if sep and name:
-                        self._cookies[name] = unquote(value)
+            self._cookies = {name: unquote(value) for name, value in cookie_pairs(self.header("cookie")).items()}
         return self._cookies
 
     async def receive(self) -> bytes:
@@ -208,6 +202,17 @@ class Request:
     def deadline(self) -> float:
         """The request's deadline on trio's clock."""
         return self._connection.request_deadline
+
+
+def cookie_pairs(header: str | None) -> dict[str, str]:
+    """A ``Cookie`` header's pairs, values left raw (percent-encoded if the client encoded them)."""
+    cookies: dict[str, str] = {}
+    if header:
+        for item in header.split(";"):
+            name, sep, value = item.strip().partition("=")
+            if sep and name:
+                cookies[name] = value
+    return cookies
 
 
 class Headers(Mapping[str, str]):

@@ -13,14 +13,14 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import HTTPError
-from ..http.request import Request
+from ..http.request import Request, cookie_pairs
 from ..routing.template import TemplateError, param_names, parse_template
 from ..security.policy import SecurityPolicy, build_verifier
 from ..security.verifiers import Verifier
 from .binding import BindingError, Invoke, find_handler, plan_call
 from .bodies import BodyDecoder, BodyError, MediaType, decoder_for
 from .document import SpecDocument, SpecError, SpecProblem, child
-from .parameters import ABSENT, ParameterDecoder, ParameterError, compile_parameter, parse_cookies, parse_query
+from .parameters import ABSENT, ParameterDecoder, ParameterError, compile_parameter, parse_query
 from .responses import DeclaredResponse, ResponseChecker
 from .schemas import SchemaCompiler, violations
 
@@ -75,7 +75,7 @@ class Operation:
         if self.header_params:
             _decode_all(self.header_params, request.headers, values, errors)
         if self.cookie_params:
-            _decode_all(self.cookie_params, parse_cookies(request.header("cookie")), values, errors)
+            _decode_all(self.cookie_params, cookie_pairs(request.header("cookie")), values, errors)
         if errors:
             raise ValidationFailed(errors)
         request.params = values

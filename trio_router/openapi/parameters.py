@@ -60,23 +60,12 @@ def parse_query(query_string: bytes) -> QueryPairs:
     return pairs
 
 
-def parse_cookies(header: str | None) -> dict[str, str]:
-    """A ``Cookie`` header's pairs, values left raw (percent-encoded if the client encoded them)."""
-    cookies: dict[str, str] = {}
-    if header:
-        for item in header.split(";"):
-            name, sep, value = item.strip().partition("=")
-            if sep and name:
-                cookies[name] = value
-    return cookies
-
-
 @dataclass(frozen=True, slots=True)
 class ParameterDecoder:
     name: str
     location: Location
     required: bool
-    decode: Callable[[Any], Any]  # raw source for its location -> value, or _ABSENT
+    decode: Callable[[Any], Any]  # raw source for its location -> value, or ABSENT
     validator: SchemaValidator | None
     plain: type | tuple[type, ...] | None
     python_name: str  # the keyword a handler may declare to receive it
@@ -195,7 +184,7 @@ def _raw_getter(location: str, name: str, style: str, explode: bool, shape: str,
     if location == "header":
         return lambda headers: _header(headers, name, shape, explode)
     if location == "cookie":
-        return lambda cookies: _cookie(cookies, name, shape, explode)
+        return lambda cookies: _cookie(cookies, name, shape)
     return _query_getter(name, style, explode, shape, schema)
 
 
@@ -211,7 +200,7 @@ def _header(headers: Any, name: str, shape: str, explode: bool) -> Any:
     return _assignments_to_object(pieces) if explode else _pairs_to_object(pieces)
 
 
-def _cookie(cookies: dict[str, str], name: str, shape: str, explode: bool) -> Any:
+def _cookie(cookies: dict[str, str], name: str, shape: str) -> Any:
     value = cookies.get(name)
     if value is None:
         return ABSENT

@@ -9,9 +9,11 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import unquote_plus
 
 from ..http.request import Request
 
@@ -89,8 +91,6 @@ def _labelled(keys: dict[str, list[str]]) -> list[tuple[str, tuple[str, list[str
 
 
 def _query_value(query_string: bytes, name: str) -> str | None:
-    from urllib.parse import unquote_plus
-
     for field_ in query_string.decode("latin-1").split("&"):
         key, _, value = field_.partition("=")
         if unquote_plus(key) == name:
@@ -125,8 +125,6 @@ class BasicVerifier:
 
 def hash_password(password: str, iterations: int = 200_000) -> str:
     """A stored form of ``password`` for a Basic scheme's ``users``."""
-    import os
-
     salt = os.urandom(16)
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
     return f"pbkdf2_sha256${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
