@@ -7,12 +7,11 @@ handlers hold only the store's logic. Some take the request, most declare keywor
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
-from trio_router import HTTPError, Request, Response, UploadedFile
+from trio_router import Event, HTTPError, Request, Response, UploadedFile
 
 Pet = dict[str, Any]
 
@@ -81,14 +80,13 @@ def search_pets(
     return found[:limit]
 
 
-def stream_pet_events(limit: int = 10) -> Response:
-    snapshot = list(_pets.values())[:limit]
-
-    async def events() -> AsyncIterator[bytes]:
-        for pet in snapshot:
-            yield f"id: {pet['id']}\nevent: pet\ndata: {json.dumps(pet)}\n\n".encode()
-
-    return Response(stream=events(), headers=[("content-type", "text/event-stream"), ("cache-control", "no-cache")])
+def stream_pet_events(request: Request) -> Iterator[Event]:
+    """One `pet` event per pet, resuming after the client's Last-Event-ID when it reconnects."""
+    limit = request.params.get("limit", 10)
+    last_seen = request.last_event_id or ""
+    after = int(last_seen) if last_seen.isdigit() else 0
+    for pet in [pet for pet in _pets.values() if pet["id"] > after][:limit]:
+        yield Event(pet, event="pet", id=str(pet["id"]))
 
 
 def get_pets_batch(ids: list[int]) -> list[Pet]:

@@ -246,4 +246,6 @@ async def test_pet_events_stream_as_server_sent_events(client: httpx.AsyncClient
         text = (await reply.aread()).decode()
     events = [block.split("\n") for block in text.strip().split("\n\n")]
     assert [lines[:2] for lines in events] == [["id: 1", "event: pet"], ["id: 2", "event: pet"]]
-    assert events[1][2] == 'data: {"id": 2, "kind": "cat", "name": "Tom"}'
+    assert events[1][2] == 'data: {"id":2,"kind":"cat","name":"Tom"}'
+    resumed = await client.get("/pets/events", headers={"last-event-id": "1"})
+    assert resumed.text.startswith("id: 2\nevent: pet\n")

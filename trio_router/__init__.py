@@ -9,10 +9,14 @@ from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .runtime.http_client import http_client, shared_async_client
 from .settings import Settings
+from .streaming.event_stream import EventStream
+from .streaming.sse import Event
 
 __all__ = [
     "App",
     "BridgeError",
+    "Event",
+    "EventStream",
     "HTTPError",
     "Request",
     "Response",

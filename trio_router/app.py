@@ -24,7 +24,9 @@ from .http.request import Request
 from .http.response import Response, coerce_response, problem
 from .openapi.document import SpecDocument, SpecError, SpecProblem
 from .openapi.operations import Operation, compile_operations
+from .openapi.responses import NOT_JSON
 from .routing import Match, Router
+from .streaming.event_stream import EventStream, event_stream_response, is_event_source
 
 log = logging.getLogger("trio_router.app")
 
@@ -197,10 +199,22 @@ class App:
 
     def _response(self, spec: Operation | None, result: object, request: Request) -> Response:
         """The handler's result as a Response, checked against the spec's declared responses."""
+        if isinstance(result, EventStream) or (spec is not None and is_event_source(result)):
+            return self._event_stream(spec, result, request)
         if spec is None:
             return coerce_response(result)
         response, value = spec.responses.coerce(result)
         return self._checked(spec, response, value, request)
+
+    def _event_stream(self, spec: Operation | None, result: object, request: Request) -> Response:
+        """A generator becomes server-sent events, severed at the stream's deadline."""
+        if spec is not None and spec.stream_timeout is not None:
+            request.set_operation_timeout(spec.stream_timeout)
+        if not isinstance(result, EventStream):
+            assert spec is not None
+            result = EventStream(result, status=spec.responses.success_status)  # type: ignore[arg-type]
+        response = event_stream_response(result, request, grace=request.settings.linger_timeout)
+        return response if spec is None else self._checked(spec, response, NOT_JSON, request)
 
     def _route(self, request: Request, found: Match[dict[str, Route]]) -> tuple[Route | None, dict[str, str]]:
         """The route for the request (None for an automatic OPTIONS answer) and its raw path parameters."""

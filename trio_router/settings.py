@@ -117,6 +117,14 @@ class Settings(BaseSettings):
     )
     retry_after: int = Field(1, ge=0, description="Seconds in the Retry-After header of a shed request's 503.")
 
+    # Streaming
+    sse_keepalive_interval: Seconds = Field(
+        15.0, description="An idle event stream sends a keep-alive comment this often (proxies drop silent streams)."
+    )
+    sse_buffer_events: int = Field(
+        8, ge=0, description="Events a stream's generator may run ahead of a slow client before it waits."
+    )
+
     # Observability
     security: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, unquote_plus
 
@@ -17,6 +17,7 @@ from ..runtime.bridge import await_
 
 if TYPE_CHECKING:
     from ..runtime.executor import HandlerRuntime
+    from ..settings import Settings
     from .connection import HTTPConnection
 
 # An inbound X-Request-ID is kept if it is visible ASCII of a sane length, else replaced.
@@ -184,6 +185,23 @@ class Request:
     def draining(self) -> bool:
         """True once the server has begun to shut down (readiness should then say no)."""
         return self._connection.context.shutting_down
+
+    @property
+    def settings(self) -> Settings:
+        return self._connection.settings
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The ``Last-Event-ID`` an SSE client sends when it reconnects, to resume after that event."""
+        return self.header("last-event-id")
+
+    def extend_deadline(self, seconds: float) -> None:
+        """Push the request's deadline back (a stream that severs itself needs time to say so)."""
+        self._connection.request_deadline += seconds
+
+    def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
+        """Start a server helper task (a stream's producer): it outlives the handler, not the server."""
+        self._connection.context.spawn_helper(function)
 
     @property
     def stats(self) -> RequestStats:

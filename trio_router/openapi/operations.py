@@ -54,6 +54,7 @@ class Operation:
     responses: ResponseChecker
     security: tuple[SecurityRequirement, ...]
     policy: SecurityPolicy | None  # None: no requirement at all
+    stream_timeout: float | None  # x-stream-timeout: an event stream's deadline, from the request's start
 
     @property
     def handler_name(self) -> str:
@@ -200,9 +201,8 @@ class _Compiler:
         security = self.security(spec)
         handler = find_handler(self.module, operation_id, spec.get("x-handler"))
         invoke, is_async = plan_call(handler, {decoder.python_name for decoder in decoders}, body is not None)
-        timeout = spec.get("x-timeout")
-        if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0):
-            raise ValueError(f"x-timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = _seconds(spec, "x-timeout")
+        stream_timeout = _seconds(spec, "x-stream-timeout")
         return Operation(
             method=method.upper(),
             path=path,
@@ -211,7 +211,7 @@ class _Compiler:
             handler=handler,
             invoke=invoke,
             is_async=is_async,
-            timeout=float(timeout) if timeout is not None else None,
+            timeout=timeout,
             path_params=tuple(d for d in decoders if d.location == "path"),
             query_params=tuple(d for d in decoders if d.location == "query"),
             header_params=tuple(d for d in decoders if d.location == "header"),
@@ -220,6 +220,7 @@ class _Compiler:
             responses=self.responses(spec, uri),
             security=security,
             policy=self.policy(security),
+            stream_timeout=stream_timeout,
         )
 
     def parameters(self, item: dict[str, Any], item_uri: str, spec: dict[str, Any], uri: str) -> list[ParameterDecoder]:
@@ -307,6 +308,15 @@ class _Compiler:
             scheme, _ = self.document.resolve(raw, child(schemes_uri, name))
             found = self.verifiers[name] = build_verifier(name, scheme, self.security_config.get(name))
         return found
+
+
+def _seconds(spec: dict[str, Any], extension: str) -> float | None:
+    value = spec.get(extension)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{extension} must be a positive number of seconds, not {value!r}")
+    return float(value)
 
 
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})

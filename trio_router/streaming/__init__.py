@@ -1,0 +1,1 @@
+"""Streaming: server-sent events (encoding, and the producer/consumer that streams them)."""

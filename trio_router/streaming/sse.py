@@ -1,0 +1,50 @@
+"""Server-sent events (the WHATWG HTML "text/event-stream" format), sans-IO: encoding only."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+KEEPALIVE = b": keep-alive\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event. ``data`` that is not text is sent as JSON; ``retry`` is in milliseconds."""
+
+    data: Any
+    event: str | None = None
+    id: str | None = None
+    retry: int | None = None
+
+
+def _field(name: str, value: str) -> str:
+    if _LINE_BREAK.search(value) or "\0" in value:
+        raise ValueError(f"an SSE {name} cannot contain a line break or NUL: {value!r}")
+    return f"{name}: {value}\n"
+
+
+def encode(item: Event | str) -> bytes:
+    """The bytes of one event: multi-line data becomes one ``data:`` line per line, so a client
+    reassembles it exactly; names and ids that would break the framing are refused."""
+    if isinstance(item, str):
+        item = Event(item)
+    data = item.data if isinstance(item.data, str) else json.dumps(item.data, separators=(",", ":"))
+    out = []
+    if item.id is not None:
+        out.append(_field("id", item.id))
+    if item.event is not None:
+        out.append(_field("event", item.event))
+    if item.retry is not None:
+        out.append(f"retry: {int(item.retry)}\n")
+    out.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
+    out.append("\n")
+    return "".join(out).encode()
+
+
+def terminal(reason: str, **details: Any) -> bytes:
+    """The last event of a stream the server ends early: ``event: error`` with a JSON reason."""
+    return encode(Event({"error": reason, **details}, event="error"))
