@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -150,6 +151,9 @@ def test_busy_port_is_one_clear_line() -> None:
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
         (["--handlers", "tests.conflict_app"], {}, "'/pets/{pet_id}' and '/pets/{name}' match the same paths"),
         (["--config", "/nonexistent/server.toml"], {}, "cannot read config file /nonexistent/server.toml"),
+        (["--guardrails", '{"blocked": [{"name": "x", "pattern": "a+"}]}'], {}, "'x' can match text of unbounded"),
+        (["--guardrail-sinks", '["syslog"]'], {}, "guardrail sink 'syslog': expected log, json:"),
+        (["--guardrail-sinks", '["cef:/nonexistent/v.cef"]'], {}, "guardrail sink /nonexistent/v.cef: No such file"),
     ],
 )
 def test_bad_settings_are_one_clear_line(args: list[str], env: dict[str, str], message: str) -> None:
@@ -169,6 +173,20 @@ def test_config_file_from_the_flag_and_an_unknown_key(tmp_path: Path) -> None:
     result = run_cli("run", "--config", str(config))
     assert result.returncode == 2
     assert "unknown setting 'max_body_bites'" in result.stderr
+
+
+def test_guardrails_from_a_config_file_reach_the_sinks(tmp_path: Path) -> None:
+    config, verdicts = tmp_path / "server.yaml", tmp_path / "verdicts.jsonl"
+    config.write_text(
+        f"guardrail-sinks: ['json:{verdicts}']\n"
+        "guardrails:\n  governance:\n    - {name: secrecy, keywords: [top secret], action: redact}\n"
+    )
+    with running("--config", str(config)) as server:
+        httpx.post(server.url() + "/pets", json={"kind": "cat", "name": "Tom", "tag": "Top  Secret cat"})
+        events = httpx.get(server.url() + "/pets/events").text
+        server.stop()
+    assert '"tag":"[REDACTED:secrecy] cat"' in events
+    assert json.loads(verdicts.read_text())["rule"] == "governance.secrecy"
 
 
 def test_environment_sets_and_the_flag_wins() -> None:

@@ -249,3 +249,25 @@ async def test_pet_events_stream_as_server_sent_events(client: httpx.AsyncClient
     assert events[1][2] == 'data: {"id":2,"kind":"cat","name":"Tom"}'
     resumed = await client.get("/pets/events", headers={"last-event-id": "1"})
     assert resumed.text.startswith("id: 2\nevent: pet\n")
+
+
+async def test_pet_events_pass_through_the_guardrails(client: httpx.AsyncClient) -> None:
+    await client.post("/pets", json={"kind": "cat", "name": "Tom", "tag": "owner: tom.owner@example.com"})
+    await client.post("/pets", json={"kind": "dog", "name": "Leak", "tag": "key AKIAABCDEFGHIJKLMNOP"})
+    await client.post("/pets", json={"kind": "dog", "name": "Never sent"})
+    text = (await client.get("/pets/events")).text
+    events = [block.split("\n") for block in text.strip().split("\n\n")]
+    assert events[1][2] == 'data: {"id":2,"kind":"cat","name":"Tom","tag":"owner: [REDACTED:email]"}'
+    # The blocked pattern severs the stream: pet 3's event is never sent, nor any after it.
+    assert events[2:] == [
+        [
+            "event: error",
+            'data: {"error":"guardrail","rule":"blocked.aws-access-key","kind":"aws-access-key","action":"truncate"}',
+        ]
+    ]
+    metrics = (await client.get("/metrics")).text
+    assert (
+        'trio_router_guardrail_verdicts_total{action="redact",operation="stream_pet_events",rule="pii.email"} 1.0'
+        in metrics
+    )
+    assert 'trio_router_stream_severs_total{operation="stream_pet_events",reason="guardrail"} 1.0' in metrics

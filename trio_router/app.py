@@ -213,7 +213,8 @@ class App:
         if not isinstance(result, EventStream):
             assert spec is not None
             result = EventStream(result, status=spec.responses.success_status)  # type: ignore[arg-type]
-        response = event_stream_response(result, request, grace=request.settings.linger_timeout)
+        extension = spec.guardrails if spec is not None else None
+        response = event_stream_response(result, request, grace=request.settings.linger_timeout, guardrails=extension)
         return response if spec is None else self._checked(spec, response, NOT_JSON, request)
 
     def _route(self, request: Request, found: Match[dict[str, Route]]) -> tuple[Route | None, dict[str, str]]:

@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .app import App
 from .http.server import ListenError
 from .observability.logs import configure_logging
 from .runner import AppLoadError, load_app, run_process
 from .settings import ConfigFileError, Settings
+from .streaming.guardrails.sinks import SinkError
 
 PROG = "trio-router"
 
@@ -71,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> Settings:
     overrides = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name) is not None}
     for name, value in overrides.items():
-        if get_origin(Settings.model_fields[name].annotation) in (dict, list):  # given as JSON on the command line
+        annotation = Settings.model_fields[name].annotation
+        if get_origin(annotation) in (dict, list) or (
+            isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        ):
             try:
                 overrides[name] = json.loads(value)
             except ValueError as exc:
@@ -122,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return Supervisor(settings).run()
         return run_process(app, settings)
-    except (ListenError, AppLoadError) as exc:
+    except (ListenError, AppLoadError, SinkError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
 

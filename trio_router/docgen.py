@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from pydantic import BaseModel
+
 from .settings import Settings
 
 HEADER = """# Configuration reference
@@ -41,7 +43,7 @@ def render() -> str:
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         value = field.get_default(call_default_factory=True)
-        default = "" if value is None else f"`{value}`"
+        default = "" if value is None else "a table" if isinstance(value, BaseModel) else f"`{value}`"
         description = (field.description or "").replace("|", "\\|")
         rows.append(f"| {name} | `{flag}` | `TRIO_ROUTER_{name.upper()}` | {default} | {description} |")
     return HEADER + "\n".join(rows) + "\n"

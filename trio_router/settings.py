@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .streaming.guardrails.policy import GuardrailConfig
+from .streaming.guardrails.sinks import check_sink_spec
 
 Seconds = Annotated[float, Field(gt=0)]
 Bytes = Annotated[int, Field(ge=1)]
@@ -123,6 +126,17 @@ class Settings(BaseSettings):
     )
     sse_buffer_events: int = Field(
         8, ge=0, description="Events a stream's generator may run ahead of a slow client before it waits."
+    )
+    guardrails: GuardrailConfig = Field(
+        default_factory=lambda: GuardrailConfig(),
+        description="The guardrail policy event streams run through (PII redaction, blocked patterns, governance"
+        " keywords); an operation's x-guardrails can turn it off or override parts. JSON from flags and the"
+        " environment, a table in a config file. See docs/streaming.md.",
+    )
+    guardrail_sinks: list[Annotated[str, AfterValidator(check_sink_spec)]] = Field(
+        default_factory=lambda: ["log"],
+        description="Where guardrail verdicts go besides the metrics: log (the structured log), json:<file or ->"
+        " and cef:<file or -> (JSON lines or CEF lines for a SIEM, - is stdout).",
     )
 
     # Observability

@@ -11,6 +11,9 @@ from ..observability.access_log import AccessLog
 from ..observability.metrics import RequestStats
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
+from ..streaming.guardrails.evaluator import GuardrailPolicy
+from ..streaming.guardrails.policy import operation_policy
+from ..streaming.guardrails.sinks import VerdictExporter
 from .protocol import DateHeader
 from .watcher import Spawn
 
@@ -39,3 +42,10 @@ class ServerContext:
     access_log: AccessLog | None = None
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False
+    verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
+    _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
+
+    def guardrail_policy(self, extension: object = None) -> GuardrailPolicy | None:
+        """The compiled policy for an operation's ``x-guardrails`` over the settings' policy
+        (None: no guardrails). Each distinct policy is compiled once per server."""
+        return operation_policy(self.settings.guardrails, extension, self._policies)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..runtime.executor import HandlerRuntime
     from ..settings import Settings
     from .connection import HTTPConnection
+    from .context import ServerContext
 
 # An inbound X-Request-ID is kept if it is visible ASCII of a sane length, else replaced.
 _REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
@@ -57,6 +58,7 @@ class Request:
         "raw_headers",
         "route",
         "target",
+        "tenant",
     )
 
     def __init__(
@@ -79,6 +81,7 @@ class Request:
         self.operation = UNMATCHED  # set by routing: the metrics label, never the raw path
         self.route = UNMATCHED  # the route template, for logs
         self.path_params: dict[str, Any] = {}  # decoded (and for spec operations, typed) path parameters
+        self.tenant: str | None = None  # set by the app when it knows (guardrail verdicts carry it)
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target
@@ -189,6 +192,11 @@ class Request:
     @property
     def settings(self) -> Settings:
         return self._connection.settings
+
+    @property
+    def server(self) -> ServerContext:
+        """What the connections of this server share (guardrail policies, verdict sinks, counters)."""
+        return self._connection.context
 
     @property
     def last_event_id(self) -> str | None:

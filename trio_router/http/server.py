@@ -20,6 +20,7 @@ from ..observability.access_log import AccessLog
 from ..runtime.executor import HandlerRuntime
 from ..runtime.http_client import close_shared_client
 from ..settings import Settings
+from ..streaming.guardrails.sinks import VerdictExporter, open_sinks
 from .connection import HTTPConnection
 from .context import Application, ServerContext
 from .server_metrics import ServerMetrics
@@ -72,6 +73,7 @@ class Server:
         self._shutdown_requested = trio.Event()
         self._drained = trio.Event()
         self.context: ServerContext | None = None
+        self.verdict_sinks = open_sinks(settings.guardrail_sinks)  # before serving: a bad sink stops startup
         self.cancelled_requests = 0
         self._helpers: trio.Nursery | None = None
 
@@ -93,6 +95,7 @@ class Server:
                 self.settings, self.app, spawn_helper=helpers.start_soon, runtime=HandlerRuntime(self.settings)
             )
             self.context = context
+            context.verdicts = VerdictExporter(self.verdict_sinks, context.stats)
             if self.settings.access_log:
                 context.access_log = AccessLog(self.settings.access_log_max_per_second)
             if self.settings.metrics_path:

@@ -31,6 +31,29 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 RequestKey = tuple[str, str, int]  # operation, method, status
 
+# Labelled event counters: name -> (help, label names). Every label value comes from the spec,
+# the policy or a fixed set, never from a client, so cardinality stays bounded.
+COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "request_rejections": (
+        "Requests refused by the API contract, by operation and reason (invalid_path, invalid_query,"
+        " invalid_header, invalid_cookie, invalid_body, unsupported_media_type, unauthenticated, forbidden).",
+        ("operation", "reason"),
+    ),
+    "guardrail_verdicts": (
+        "Streaming guardrail verdicts, by operation, rule and action (redact, truncate, flag).",
+        ("operation", "rule", "action"),
+    ),
+    "guardrail_forced_flushes": (
+        "Held stream text forced out by the window, max hold time or deadline, by operation.",
+        ("operation",),
+    ),
+    "stream_severs": (
+        "Event streams the server ended early, by operation and reason (deadline, guardrail, internal).",
+        ("operation", "reason"),
+    ),
+    "guardrail_sink_failures": ("Verdicts a SIEM sink failed to write, by sink.", ("sink",)),
+}
+
 
 @dataclass
 class RequestStats:
@@ -39,13 +62,17 @@ class RequestStats:
     requests: dict[RequestKey, int] = field(default_factory=dict)
     # operation -> [count per bucket (non-cumulative, last one is +Inf)..., sum of seconds]
     durations: dict[str, list[float]] = field(default_factory=dict)
-    # (operation, reason) -> requests the API contract refused: invalid_<location>,
-    # unsupported_media_type, unauthenticated, forbidden (a bounded set of reasons)
-    rejections: dict[tuple[str, str], int] = field(default_factory=dict)
+    # counter name (a key of COUNTERS) -> label values -> count
+    counters: dict[str, dict[tuple[str, ...], int]] = field(default_factory=dict)
+
+    def count(self, name: str, *labels: str, by: int = 1) -> None:
+        counter = self.counters.get(name)
+        if counter is None:
+            counter = self.counters[name] = {}
+        counter[labels] = counter.get(labels, 0) + by
 
     def reject(self, operation: str, reason: str) -> None:
-        key = (operation, reason)
-        self.rejections[key] = self.rejections.get(key, 0) + 1
+        self.count("request_rejections", operation, reason)
 
     def record(self, operation: str, method: str, status: int, seconds: float) -> None:
         if method not in KNOWN_METHODS:
@@ -66,15 +93,18 @@ class RequestStats:
             mine = self.durations.setdefault(operation, [0.0] * (len(BUCKETS) + 2))
             for i, value in enumerate(histogram):
                 mine[i] += value
-        for reason_key, count in other.rejections.items():
-            self.rejections[reason_key] = self.rejections.get(reason_key, 0) + count
+        for name, counter in other.counters.items():
+            for labels, count in counter.items():
+                self.count(name, *labels, by=count)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "requests": [[*key, count] for key, count in self.requests.items()],
                 "durations": self.durations,
-                "rejections": [[*key, count] for key, count in self.rejections.items()],
+                "counters": {
+                    name: [[*labels, n] for labels, n in counter.items()] for name, counter in self.counters.items()
+                },
             }
         )
 
@@ -84,7 +114,9 @@ class RequestStats:
         return cls(
             requests={(op, method, int(status)): count for op, method, status, count in data["requests"]},
             durations={op: [float(v) for v in values] for op, values in data["durations"].items()},
-            rejections={(op, reason): count for op, reason, count in data.get("rejections", [])},
+            counters={
+                name: {tuple(row[:-1]): row[-1] for row in rows} for name, rows in data.get("counters", {}).items()
+            },
         )
 
 
@@ -137,15 +169,11 @@ class _Snapshot(Collector):
             durations.add_metric([operation], buckets, sum_value=histogram[-1])
         yield durations
 
-        rejections = CounterMetricFamily(
-            "trio_router_request_rejections",
-            "Requests refused by the API contract, by operation and reason (invalid_path, invalid_query,"
-            " invalid_header, invalid_cookie, invalid_body, unsupported_media_type, unauthenticated, forbidden).",
-            labels=["operation", "reason"],
-        )
-        for (operation, reason), count in sorted(self.stats.rejections.items()):
-            rejections.add_metric([operation, reason], count)
-        yield rejections
+        for name, (documentation, labels) in COUNTERS.items():
+            family = CounterMetricFamily(f"trio_router_{name}", documentation, labels=list(labels))
+            for values, count in sorted(self.stats.counters.get(name, {}).items()):
+                family.add_metric(list(values), count)
+            yield family
 
         gauges = self.gauges
         yield CounterMetricFamily(

@@ -17,6 +17,8 @@ from ..http.request import Request, cookie_pairs
 from ..routing.template import TemplateError, param_names, parse_template
 from ..security.policy import SecurityPolicy, build_verifier
 from ..security.verifiers import Verifier
+from ..streaming.guardrails.evaluator import GuardrailPolicy
+from ..streaming.guardrails.policy import GuardrailConfig, operation_policy
 from .binding import BindingError, Invoke, find_handler, plan_call
 from .bodies import BodyDecoder, BodyError, MediaType, decoder_for
 from .document import SpecDocument, SpecError, SpecProblem, child
@@ -55,6 +57,7 @@ class Operation:
     security: tuple[SecurityRequirement, ...]
     policy: SecurityPolicy | None  # None: no requirement at all
     stream_timeout: float | None  # x-stream-timeout: an event stream's deadline, from the request's start
+    guardrails: object  # x-guardrails as written (None, a bool or a mapping), checked at startup
 
     @property
     def handler_name(self) -> str:
@@ -145,6 +148,7 @@ class _Compiler:
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
     seen_ids: dict[str, str] = field(default_factory=dict)
+    policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)  # x-guardrails checked so far
 
     def __post_init__(self) -> None:
         self.schemas = SchemaCompiler(self.document)
@@ -203,6 +207,8 @@ class _Compiler:
         invoke, is_async = plan_call(handler, {decoder.python_name for decoder in decoders}, body is not None)
         timeout = _seconds(spec, "x-timeout")
         stream_timeout = _seconds(spec, "x-stream-timeout")
+        guardrails = spec.get("x-guardrails")
+        operation_policy(GuardrailConfig(), guardrails, self.policies)  # a policy that cannot work stops startup
         return Operation(
             method=method.upper(),
             path=path,
@@ -221,6 +227,7 @@ class _Compiler:
             security=security,
             policy=self.policy(security),
             stream_timeout=stream_timeout,
+            guardrails=guardrails,
         )
 
     def parameters(self, item: dict[str, Any], item_uri: str, spec: dict[str, Any], uri: str) -> list[ParameterDecoder]:

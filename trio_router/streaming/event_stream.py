@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -20,6 +20,7 @@ import trio
 from ..http.request import Request
 from ..http.response import Response
 from ..runtime.current import current_request
+from .guardrails.events import GuardedEvents
 from .sse import KEEPALIVE, Event, encode, terminal
 
 log = logging.getLogger("trio_router.streaming")
@@ -31,12 +32,16 @@ _HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")
 class EventStream:
     """Return ``EventStream(generator)`` from any handler to stream its items as server-sent
     events; a spec operation whose response is ``text/event-stream`` may return the generator
-    itself. ``keepalive`` overrides ``sse_keepalive_interval`` (seconds; None: the setting)."""
+    itself. ``keepalive`` overrides ``sse_keepalive_interval`` (seconds; None: the setting);
+    ``guardrails=False`` sends the events unchecked (the operation's ``x-guardrails`` otherwise)."""
 
-    def __init__(self, source: Source, *, keepalive: float | None = None, status: int = 200) -> None:
+    def __init__(
+        self, source: Source, *, keepalive: float | None = None, status: int = 200, guardrails: bool = True
+    ) -> None:
         self.source = source
         self.keepalive = keepalive
         self.status = status
+        self.guardrails = guardrails
 
 
 def is_event_source(value: object) -> bool:
@@ -51,61 +56,134 @@ def is_event_source(value: object) -> bool:
     )
 
 
-def event_stream_response(stream: EventStream, request: Request, *, grace: float) -> Response:
-    """The response streaming ``stream``: severed at the request's deadline as it stands now, with
+def event_stream_response(
+    stream: EventStream, request: Request, *, grace: float, guardrails: object = None
+) -> Response:
+    """The response streaming ``stream``: checked by the guardrail policy ``guardrails`` (an
+    operation's x-guardrails) selects, severed at the request's deadline as it stands now, with
     ``grace`` seconds more for the connection to send the terminal event."""
     settings = request.settings
     keepalive = stream.keepalive if stream.keepalive is not None else settings.sse_keepalive_interval
-    pump = _Pump(stream.source, request, keepalive, settings.sse_buffer_events, request.deadline)
+    policy = request.server.guardrail_policy(guardrails) if stream.guardrails else None
+    guard = GuardedEvents(policy, deadline=request.deadline) if policy is not None else None
+    pump = _Pump(stream.source, request, keepalive, settings.sse_buffer_events, request.deadline, guard)
     request.extend_deadline(grace)
     return Response(status=stream.status, headers=_HEADERS, stream=pump)
+
+
+_DEADLINE = terminal("deadline", detail="the stream reached its deadline")
+_FAILED = terminal("internal", detail="the event source failed; the error is in the server log")
+_INVALID = terminal("internal", detail="the event source produced an invalid event")
+_TIMED_OUT: Any = object()
+_ENDED: Any = object()
 
 
 class _Pump:
     """The async iterator of encoded chunks the connection sends (and closes, always)."""
 
-    def __init__(self, source: Source, request: Request, keepalive: float, buffer: int, sever_at: float) -> None:
+    def __init__(
+        self,
+        source: Source,
+        request: Request,
+        keepalive: float,
+        buffer: int,
+        sever_at: float,
+        guard: GuardedEvents | None,
+    ) -> None:
         self._source = source
         self._request = request
         self._keepalive = keepalive
         self._sever_at = sever_at
+        self._guard = guard
         self._send, self._receive = trio.open_memory_channel[Any](buffer)
         self._producer_scope = trio.CancelScope()
         self._producer_done = trio.Event()
         self._started = False
         self._finished = False
+        self._last_sent = trio.current_time()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._finished:
-            raise StopAsyncIteration
+        """The next bytes to send: events, a keep-alive, or the end of the stream. Never empty
+        (an empty chunk would end the chunked body), so held-back events make it loop."""
         if not self._started:
             self._started = True
             self._request.spawn(self._produce)
-        with trio.move_on_at(min(trio.current_time() + self._keepalive, self._sever_at)) as waiting:
+        while not self._finished:
+            item, now = await self._next_item()
+            if item is _ENDED:
+                return await self._end(self._guard.finish() if self._guard else [], None, None) or self._stop()
+            if item is _TIMED_OUT:
+                if now >= self._sever_at:
+                    held = self._guard.flush(now) if self._guard else []
+                    return await self._end(held, _DEADLINE, "deadline")
+                if self._guard is None or (due := self._guard.flush_due()) is None or now < due:
+                    self._last_sent = now
+                    return KEEPALIVE
+                events = self._guard.flush(now)
+            elif isinstance(item, _Failure):
+                return await self._end(self._guard.finish() if self._guard else [], _FAILED, "internal")
+            else:
+                events = self._guard.process(item, now) if self._guard else [item]
+            if self._guard is not None and self._guard.severed is not None:
+                return await self._end(events, None, None)
+            chunk = self._encode(events)
+            if chunk is None:
+                return await self._end([], _INVALID, "internal")
+            if chunk:
+                self._last_sent = now
+                return chunk
+        return self._stop()
+
+    async def _next_item(self) -> tuple[Any, float]:
+        wake = min(self._last_sent + self._keepalive, self._sever_at)
+        due = self._guard.flush_due() if self._guard is not None else None
+        with trio.move_on_at(wake if due is None else min(wake, due)):
             try:
-                item = await self._receive.receive()
+                return await self._receive.receive(), trio.current_time()
             except trio.EndOfChannel:
-                self._finished = True
-                raise StopAsyncIteration from None
-        if waiting.cancelled_caught:
-            if trio.current_time() < self._sever_at:
-                return KEEPALIVE
-            self._finished = True
-            await self.aclose()
-            return terminal("deadline", detail="the stream reached its deadline")
-        if isinstance(item, _Failure):
-            self._finished = True
-            return terminal("internal", detail="the event source failed; the error is in the server log")
+                return _ENDED, trio.current_time()
+        return _TIMED_OUT, trio.current_time()
+
+    async def _end(self, events: Sequence[Event | str], last: bytes | None, reason: str | None) -> bytes:
+        """The stream's final bytes: ``events``, then the guardrails' terminal events if they
+        severed it, else ``last`` (the server's own terminal event for ``reason``, or nothing)."""
+        self._finished = True
+        guard = self._guard
+        chunk = self._encode(events) or b""
+        if guard is not None:
+            if guard.severed is not None:
+                last, reason = b"".join(encode(event) for event in guard.terminal()), "guardrail"
+            self._export()
+            if guard.forced_flushes:
+                self._request.stats.count("guardrail_forced_flushes", self._request.operation, by=guard.forced_flushes)
+        if reason is not None:
+            self._request.stats.count("stream_severs", self._request.operation, reason)
+        await self.aclose()
+        return chunk + (last or b"")
+
+    def _stop(self) -> bytes:
+        raise StopAsyncIteration
+
+    def _encode(self, events: Sequence[Event | str]) -> bytes | None:
+        """The events' bytes (None if one cannot be an event), verdicts exported on the way."""
+        if self._guard is not None:
+            self._export()
         try:
-            return encode(item)
+            return b"".join(encode(event) for event in events)
         except (TypeError, ValueError) as exc:  # an item that cannot be an event: end cleanly, say why
             log.error("stream of %s (request id %s): %s", self._request.operation, self._request.id, exc)
-            self._finished = True
-            await self.aclose()
-            return terminal("internal", detail="the event source produced an invalid event")
+            return None
+
+    def _export(self) -> None:
+        assert self._guard is not None
+        verdicts = self._guard.take_verdicts()
+        exporter = self._request.server.verdicts
+        if verdicts and exporter is not None:
+            request = self._request
+            exporter.export(verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)
 
     async def aclose(self) -> None:
         """Stop the producer and wait until the generator's ``finally`` has run."""
@@ -141,9 +219,7 @@ class _Pump:
         finally:
             closer = getattr(iterator, "aclose", None)
             if closer is not None:
-                with trio.CancelScope(
-                    shield=True, deadline=trio.current_time() + self._request.settings.linger_timeout
-                ):
+                with self._closing_scope():
                     await closer()
 
     async def _pump_sync(self, iterator: Iterator[Event | str]) -> None:
@@ -157,11 +233,12 @@ class _Pump:
         finally:
             closer = getattr(iterator, "close", None)
             if closer is not None:
-                # The generator's finally may use the bridge: give it a bounded while, even when cancelled.
-                with trio.CancelScope(
-                    shield=True, deadline=trio.current_time() + self._request.settings.linger_timeout
-                ):
+                with self._closing_scope():
                     await pool.run(lambda _: closer(), None, _nothing)
+
+    def _closing_scope(self) -> trio.CancelScope:
+        """The generator's finally may await (or use the bridge): a bounded while, even when cancelled."""
+        return trio.CancelScope(shield=True, deadline=trio.current_time() + self._request.settings.linger_timeout)
 
 
 class _Failure:
