@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
-from trio_router import Event, HTTPError, Request, Response, UploadedFile
+from trio_router import Event, HTTPError, Request, Response, UploadedFile, WebSocket
 
 Pet = dict[str, Any]
 
@@ -87,6 +87,12 @@ def stream_pet_events(request: Request) -> Iterator[Event]:
     after = int(last_seen) if last_seen.isdigit() else 0
     for pet in [pet for pet in _pets.values() if pet["id"] > after][:limit]:
         yield Event(pet, event="pet", id=str(pet["id"]))
+
+
+def pet_echo(ws: WebSocket) -> None:
+    """Runs for the whole session in a greenlet: each ``receive`` suspends only this handler."""
+    for message in ws:
+        ws.send(str(len(_pets)) if message == "count" else message)
 
 
 def get_pets_batch(ids: list[int]) -> list[Pet]:

@@ -60,4 +60,4 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_spec(tmp
             env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-        assert "Selected: 20/20" in result.stdout
+        assert "Selected: 21/21" in result.stdout

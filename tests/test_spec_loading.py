@@ -160,7 +160,7 @@ async def test_refs_across_files_and_openapi_30_nullable(tmp_path: Path) -> None
 def test_check_and_routes_commands(tmp_path: Path) -> None:
     checked = run_cli("check")
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("ok: 20 operations served by handlers.petstore")
+    assert checked.stdout.startswith("ok: 21 operations served by handlers.petstore")
     table = run_cli("routes").stdout.splitlines()
     assert table[0].split() == ["METHOD", "PATH", "OPERATION", "SECURITY", "HANDLER"]
     assert "GET /pets/{pet_id} get_pet - handlers.petstore:get_pet" in [" ".join(line.split()) for line in table]

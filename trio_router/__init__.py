@@ -11,6 +11,7 @@ from .runtime.http_client import http_client, shared_async_client
 from .settings import Settings
 from .streaming.event_stream import EventStream
 from .streaming.sse import Event
+from .websocket import WebSocket, WebSocketClosed
 
 __all__ = [
     "App",
@@ -24,6 +25,8 @@ __all__ = [
     "Settings",
     "SpecError",
     "UploadedFile",
+    "WebSocket",
+    "WebSocketClosed",
     "await_",
     "http_client",
     "in_handler",

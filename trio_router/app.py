@@ -13,6 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from .openapi.operations import Operation, compile_operations
 from .openapi.responses import NOT_JSON
 from .routing import Match, Router
 from .streaming.event_stream import EventStream, event_stream_response, is_event_source
+from .websocket.handshake import websocket_upgrade
 
 log = logging.getLogger("trio_router.app")
 
@@ -44,6 +46,7 @@ class Route:
     is_async: bool
     timeout: float | None
     spec: Operation | None = None
+    websocket: bool = False  # GET upgrades to a WebSocket session running the handler
 
 
 class App:
@@ -95,6 +98,7 @@ class App:
                 operation.is_async,
                 operation.timeout,
                 operation,
+                operation.websocket,
             )
             try:
                 app._add(route)
@@ -104,14 +108,22 @@ class App:
             raise SpecError(problems)
         return app
 
-    def route(self, method: str, path: str, *, timeout: float | None = None) -> Callable[[Handler], Handler]:
+    def route(
+        self, method: str, path: str, *, timeout: float | None = None, websocket: bool = False
+    ) -> Callable[[Handler], Handler]:
         """Register ``handler`` for ``method`` on the path template ``path`` (``/pets/{id}``);
-        ``timeout`` overrides the server's request deadline. The handler takes the request."""
+        ``timeout`` overrides the server's request deadline. The handler takes the request, or
+        with ``websocket=True`` (GET only) the session's ``WebSocket`` (``ws.request`` is the request)."""
 
         def register(handler: Handler) -> Handler:
             upper = method.upper()
             is_async = inspect.iscoroutinefunction(handler)
-            self._add(Route(upper, path, handler.__name__, handler, handler, is_async, timeout))
+            invoke: Callable[[Request], Any] = handler
+            if websocket:
+                if upper != "GET" or is_async:
+                    raise ValueError(f"WebSocket route {path}: GET only, with a plain (def) handler")
+                invoke = partial(_with_websocket, handler)
+            self._add(Route(upper, path, handler.__name__, handler, invoke, is_async, timeout, websocket=websocket))
             return handler
 
         return register
@@ -158,7 +170,7 @@ class App:
             exc.headers.extend(cors.response_headers(origin))
             raise
         # Copied, not extended: an app may return one Response object for many requests.
-        with_cors = Response(response.body, response.status, stream=response.stream)
+        with_cors = Response(response.body, response.status, stream=response.stream, upgrade=response.upgrade)
         with_cors.headers = [*response.headers, *cors.response_headers(origin)]
         return with_cors
 
@@ -173,6 +185,9 @@ class App:
             request.set_operation_timeout(route.timeout)
         if route.spec is not None:
             await self._check_request(route.spec, request, raw_params)
+        if route.websocket:  # authenticated and validated: now upgrade
+            session_timeout = route.spec.stream_timeout if route.spec else route.timeout
+            return websocket_upgrade(request, route.invoke, session_timeout)
         try:
             result = await request.runtime.call(
                 route.invoke, route.is_async, request, request._connection.handler_suspended
@@ -264,6 +279,10 @@ class App:
         return problem(
             500, "the handler's response does not match the API; details are in the server log", request_id=request.id
         )
+
+
+def _with_websocket(handler: Callable[[Any], Any], request: Request) -> Any:
+    return handler(request.websocket)
 
 
 _REJECTION_REASONS = {401: "unauthenticated", 403: "forbidden", 415: "unsupported_media_type"}

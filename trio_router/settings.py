@@ -127,6 +127,25 @@ class Settings(BaseSettings):
     sse_buffer_events: int = Field(
         8, ge=0, description="Events a stream's generator may run ahead of a slow client before it waits."
     )
+    websocket_timeout: Seconds = Field(
+        3600.0, description="A WebSocket session's deadline (an operation's x-stream-timeout replaces it)."
+    )
+    max_websockets: int = Field(
+        1000, ge=0, description="Open WebSocket sessions at most; beyond, 503 before upgrading."
+    )
+    websocket_max_message_bytes: Bytes = Field(
+        1 << 20, description="A larger incoming WebSocket message closes the session with 1009."
+    )
+    websocket_queue_size: int = Field(
+        8, ge=0, description="Received WebSocket messages buffered before the server stops reading the socket."
+    )
+    websocket_ping_interval: Seconds = Field(20.0, description="Seconds between the server's WebSocket pings.")
+    websocket_ping_timeout: Seconds = Field(
+        20.0, description="A WebSocket client that does not answer a ping within this is dropped."
+    )
+    websocket_close_timeout: Seconds = Field(
+        5.0, description="How long a closing WebSocket waits for the client's close reply."
+    )
     guardrails: GuardrailConfig = Field(
         default_factory=lambda: GuardrailConfig(),
         description="The guardrail policy event streams run through (PII redaction, blocked patterns, governance"

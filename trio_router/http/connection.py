@@ -35,6 +35,7 @@ from .protocol import (
 from .request import Request
 from .response import Response, problem
 from .transport import PeerGone, SendTimeout, Transport
+from .upgrade import UpgradedStream, replayed_head
 from .watcher import DisconnectWatcher
 
 log = logging.getLogger("trio_router.http")
@@ -63,6 +64,7 @@ class Phase(enum.Enum):
     HANDLER = "handler"  # the app is working on a request
     BODY = "body"  # reading (or draining) a request body
     SEND = "send"  # a response has started
+    UPGRADED = "upgraded"  # another protocol (WebSocket) owns the socket: no HTTP response any more
 
 
 class ClientDisconnected(Exception):
@@ -95,6 +97,7 @@ class HTTPConnection:
         self._handler_waits = False
         self._request: Request | None = None
         self._method = "OTHER"  # until a request head parses
+        self._upgraded: UpgradedStream | None = None
 
     # -- the connection lifecycle ------------------------------------------------------
 
@@ -190,6 +193,9 @@ class HTTPConnection:
             response = self._problem(exc.status, exc.detail, **exc.extra)
             response.headers.extend(exc.headers)
             keep_alive = keep_alive and not exc.close
+        if response.upgrade is not None:
+            await self._hand_over(event, response)
+            return False
         keep_alive = await self._send_response(response, event.method == b"HEAD", keep_alive)
         if keep_alive and self.h11.their_state is h11.SEND_BODY:
             keep_alive = await self._drain_body()
@@ -343,6 +349,26 @@ class HTTPConnection:
         self._record(status, len(response.body))
         return keep_alive
 
+    async def _hand_over(self, event: h11.Request, response: Response) -> None:
+        """Give the socket to the protocol the request upgraded to, until it is done with it
+        (under the request's deadline); the connection closes afterwards."""
+        assert response.upgrade is not None
+        self.phase = Phase.UPGRADED
+        self._set_deadline(self.request_deadline)
+        settings = self.settings
+        stream = self._upgraded = UpgradedStream(
+            replayed_head(event, self.h11.trailing_data[0]),
+            self.transport,
+            settings.send_timeout,
+            settings.receive_bytes,
+        )
+        if self.closing or self.context.shutting_down:
+            stream.going_away.set()
+        try:
+            await response.upgrade(stream)
+        finally:
+            self._record(response.status, None)
+
     def _problem(self, status: int, detail: str, **extra: Any) -> Response:
         if self._request is None:
             return problem(status, detail, **extra)
@@ -417,6 +443,8 @@ class HTTPConnection:
     def begin_shutdown(self) -> None:
         """Finish the request in flight (with ``connection: close``); an idle connection closes now."""
         self.closing = True
+        if self._upgraded is not None:
+            self._upgraded.going_away.set()
         if self.phase is Phase.IDLE:
             self.cancel_reason = "shutdown"
             self.scope.cancel()
@@ -428,7 +456,7 @@ class HTTPConnection:
 
     async def _respond_to_cancellation(self) -> None:
         """Tell the client why its request ended, when it is still there to be told."""
-        if self.cancel_reason == "disconnect" or self.phase in (Phase.IDLE, Phase.HEAD, Phase.SEND):
+        if self.cancel_reason == "disconnect" or self.phase in (Phase.IDLE, Phase.HEAD, Phase.SEND, Phase.UPGRADED):
             return
         if self.cancel_reason == "shutdown":
             await self._final_response(503, "the server is shutting down")

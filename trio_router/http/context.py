@@ -42,6 +42,7 @@ class ServerContext:
     access_log: AccessLog | None = None
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False
+    websockets: int = 0  # open WebSocket sessions (at most settings.max_websockets)
     verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
     _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
 

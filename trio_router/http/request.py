@@ -59,6 +59,7 @@ class Request:
         "route",
         "target",
         "tenant",
+        "websocket",
     )
 
     def __init__(
@@ -82,6 +83,7 @@ class Request:
         self.route = UNMATCHED  # the route template, for logs
         self.path_params: dict[str, Any] = {}  # decoded (and for spec operations, typed) path parameters
         self.tenant: str | None = None  # set by the app when it knows (guardrail verdicts carry it)
+        self.websocket: Any = None  # the WebSocket of an x-websocket operation's session
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target

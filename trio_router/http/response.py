@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from .protocol import REASONS
+from .upgrade import Upgrade
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -35,7 +36,7 @@ class Response:
     close-delimited to an HTTP/1.0 client), one send per chunk.
     """
 
-    __slots__ = ("body", "headers", "status", "stream")
+    __slots__ = ("body", "headers", "status", "stream", "upgrade")
 
     def __init__(
         self,
@@ -44,11 +45,15 @@ class Response:
         headers: Iterable[tuple[str | bytes, str | bytes]] = (),
         *,
         stream: AsyncIterable[bytes] | None = None,
+        upgrade: Upgrade | None = None,
     ) -> None:
         self.status = status
         self.headers: Headers = _encode_headers(headers) if headers else []
         self.body = body
         self.stream = stream
+        # Upgrade: the connection hands its socket to this coroutine instead of sending a response
+        # (it sends its own, e.g. a WebSocket handshake's 101), and closes when it returns.
+        self.upgrade = upgrade
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Response:

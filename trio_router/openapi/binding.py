@@ -48,21 +48,25 @@ def find_handler(module: ModuleType, operation_id: str | None, x_handler: str | 
     return handler  # type: ignore[no-any-return]
 
 
-def plan_call(handler: Callable[..., Any], parameter_names: set[str], has_body: bool) -> tuple[Invoke, bool]:
-    """The function the runtime calls with the request, and whether it is a coroutine function."""
+def plan_call(
+    handler: Callable[..., Any], parameter_names: set[str], has_body: bool, *, websocket: bool = False
+) -> tuple[Invoke, bool]:
+    """The function the runtime calls with the request, and whether it is a coroutine function.
+    A WebSocket operation's handler may also take ``ws`` (or any name annotated ``WebSocket``)."""
     is_async = inspect.iscoroutinefunction(handler)
     try:  # resolve string annotations (`from __future__ import annotations`) to see pydantic models
         signature = inspect.signature(handler, eval_str=True)
     except (NameError, TypeError, SyntaxError):
         signature = inspect.signature(handler)
     declared = list(signature.parameters.values())
-    if _takes_request_only(declared):
+    if _takes_request_only(declared) and not websocket:
         return handler, is_async
     getters: list[tuple[str, Callable[[Request], Any]]] = []
     for parameter in declared:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        getter = _getter(parameter, parameter_names, has_body)
+        getter = _websocket_getter(parameter) if websocket else None
+        getter = getter or _getter(parameter, parameter_names, has_body)
         if getter is not None:
             getters.append((parameter.name, getter))
         elif parameter.default is parameter.empty:
@@ -103,6 +107,17 @@ def _getter(parameter: inspect.Parameter, parameter_names: set[str], has_body: b
         default = None if parameter.default is parameter.empty else parameter.default
         return lambda request: request.params.get(name, default)
     return None
+
+
+def _websocket_getter(parameter: inspect.Parameter) -> Callable[[Request], Any] | None:
+    annotation = parameter.annotation
+    if parameter.name == "ws" or getattr(annotation, "__name__", annotation) == "WebSocket":
+        return _the_websocket
+    return None
+
+
+def _the_websocket(request: Request) -> Any:
+    return request.websocket
 
 
 def _the_request(request: Request) -> Request:

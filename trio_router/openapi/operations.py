@@ -58,6 +58,7 @@ class Operation:
     policy: SecurityPolicy | None  # None: no requirement at all
     stream_timeout: float | None  # x-stream-timeout: an event stream's deadline, from the request's start
     guardrails: object  # x-guardrails as written (None, a bool or a mapping), checked at startup
+    websocket: bool  # x-websocket: the GET upgrades to a WebSocket session
 
     @property
     def handler_name(self) -> str:
@@ -204,7 +205,15 @@ class _Compiler:
         body = self.request_body(spec, uri)
         security = self.security(spec)
         handler = find_handler(self.module, operation_id, spec.get("x-handler"))
-        invoke, is_async = plan_call(handler, {decoder.python_name for decoder in decoders}, body is not None)
+        websocket = spec.get("x-websocket", False)
+        if not isinstance(websocket, bool):
+            raise ValueError(f"x-websocket must be true or false, not {websocket!r}")
+        if websocket and method.upper() != "GET":
+            raise ValueError("an x-websocket operation must be a GET (the WebSocket handshake)")
+        names = {decoder.python_name for decoder in decoders}
+        invoke, is_async = plan_call(handler, names, body is not None, websocket=websocket)
+        if websocket and is_async:
+            raise ValueError(f"x-websocket handler {handler.__name__} must be a plain def: it runs in a greenlet")
         timeout = _seconds(spec, "x-timeout")
         stream_timeout = _seconds(spec, "x-stream-timeout")
         guardrails = spec.get("x-guardrails")
@@ -228,6 +237,7 @@ class _Compiler:
             policy=self.policy(security),
             stream_timeout=stream_timeout,
             guardrails=guardrails,
+            websocket=websocket,
         )
 
     def parameters(self, item: dict[str, Any], item_uri: str, spec: dict[str, Any], uri: str) -> list[ParameterDecoder]:

@@ -1,0 +1,69 @@
+"""A connection after an HTTP/1.1 Upgrade, as a ``trio.abc.Stream`` for the new protocol.
+
+The connection has already parsed the upgrade request with h11. A protocol library that does
+its own handshake (trio-websocket, through wsproto) is given a stream that first replays that
+request, rebuilt from h11's event, plus whatever bytes followed it, and then reads the socket.
+So the library sees exactly what a fresh connection would have shown it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import h11
+import trio
+
+from .transport import PeerGone, SendTimeout, Transport
+
+Upgrade = Callable[["UpgradedStream"], Awaitable[None]]
+
+
+def replayed_head(event: h11.Request, trailing: bytes) -> bytes:
+    """The request head as bytes again (h11 lowercased the names; values are untouched)."""
+    lines = [b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)]
+    lines += [name + b": " + value for name, value in event.headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + trailing
+
+
+class UpgradedStream(trio.abc.Stream):
+    """The socket of an upgraded connection. ``going_away`` is set when the server begins to
+    shut down, so the protocol can say goodbye before the grace period runs out."""
+
+    def __init__(self, prefix: bytes, transport: Transport, send_timeout: float, receive_bytes: int) -> None:
+        self._prefix = prefix
+        self._transport = transport
+        self._send_timeout = send_timeout
+        self._receive_bytes = receive_bytes
+        self._closed = False
+        self.going_away = trio.Event()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._closed:
+            raise trio.ClosedResourceError("the upgraded stream is closed")
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._transport.recv(max_bytes or self._receive_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the upgraded stream is closed")
+        try:
+            rest = self._transport.send_nowait(bytes(data))
+            if rest:
+                await self._transport.send_rest(rest, self._send_timeout)
+            else:
+                await trio.lowlevel.checkpoint()
+        except (PeerGone, SendTimeout) as exc:  # what protocol libraries expect of a trio stream
+            raise trio.BrokenResourceError(str(exc)) from exc
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.wait_writable(self._transport.sock)
+
+    async def aclose(self) -> None:
+        """End our side (FIN); the connection closes the socket itself when the protocol is done."""
+        if not self._closed:
+            self._closed = True
+            self._transport.shutdown_write()
+        await trio.lowlevel.checkpoint()
