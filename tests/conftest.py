@@ -18,6 +18,7 @@ import trio
 
 from trio_router import App, Settings
 from trio_router.http.server import Server, bind_listener
+from trio_router.observability.otel import SpanRecorder
 
 
 @dataclass
@@ -34,12 +35,14 @@ class Running:
 
 
 @asynccontextmanager
-async def serve(app: App, **settings: Any) -> AsyncIterator[Running]:
-    """A real server on 127.0.0.1:<free port>; shut down (gracefully) on exit."""
+async def serve(app: App, spans: SpanRecorder | None = None, **settings: Any) -> AsyncIterator[Running]:
+    """A real server on 127.0.0.1:<free port>; shut down (gracefully) on exit. ``spans``: an
+    OpenTelemetry span recorder (tests give one with an in-memory exporter)."""
     config = Settings(port=0, **settings)
     listener = bind_listener(config.host, 0, config.backlog, reuse_port=False)
     port = listener.getsockname()[1]
     server = Server(app, config)
+    server.spans = spans
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, [listener])
         yield Running(server, port)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
+import structlog
 
 from tests.conftest import serve
 from tests.sync_apps import SyncProbe, build_sync_app
 from tests.test_cli import running
-from trio_router.observability.logs import REDACTED, Redactor
+from trio_router.observability.logs import REDACTED, Redactor, configure_logging
 from trio_router.observability.tracing import TraceContext
+from trio_router.settings import Settings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -110,3 +115,38 @@ async def test_trace_and_request_id_propagate_to_upstream_calls() -> None:
                 "traceparent": f"00-{TRACE_ID}-{seen['span_id']}-01",  # our span is the upstream's parent
                 "x-request-id": "req-9",
             }
+
+
+@pytest.fixture
+def own_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
+def test_pii_in_log_lines_is_written_redacted(capsys: pytest.CaptureFixture[str], own_logging: None) -> None:
+    configure_logging(Settings(log_format="json"))
+    try:
+        raise ValueError("no account for ann@example.com")
+    except ValueError:
+        logging.getLogger("tests.pii").exception("lookup failed for card %s", "4111 1111 1111 1111")
+    structlog.get_logger("tests.pii").info(
+        "signup", contact={"email": "bob@example.org", "phone": "(555) 123-4567"}, client="10.0.0.1:80",
+        request_id="555-123-4567",
+    )  # fmt: skip
+    failed, signup = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert failed["event"] == "lookup failed for card [REDACTED:credit_card]"
+    assert "ann@example.com" not in failed["exception"] and "no account for [REDACTED:email]" in failed["exception"]
+    assert signup["contact"] == {"email": "[REDACTED:email]", "phone": "[REDACTED:phone]"}
+    # What the server writes to identify things is left alone (an IP address is not scrubbed at all).
+    assert (signup["client"], signup["request_id"]) == ("10.0.0.1:80", "555-123-4567")
+
+
+def test_pii_redaction_in_logs_can_be_turned_off(capsys: pytest.CaptureFixture[str], own_logging: None) -> None:
+    configure_logging(Settings(log_format="json", log_redact_pii=False))
+    logging.getLogger("tests.pii").warning("mail ann@example.com")
+    assert json.loads(capsys.readouterr().err)["event"] == "mail ann@example.com"

@@ -106,3 +106,40 @@ def test_dashboard_queries_only_metrics_the_server_exports() -> None:
         for name in re.findall(r"trio_router_\w+", target["expr"])
     }
     assert queried and queried <= exported
+
+
+async def test_guardrail_verdicts_and_stream_severs_are_counted(autojump_clock: trio.testing.MockClock) -> None:
+    from collections.abc import AsyncIterator
+
+    from trio_router import App, EventStream, Request
+
+    app = App()
+
+    @app.route("GET", "/mail")
+    def mail(request: Request) -> EventStream:
+        return EventStream(iter(["write to ann@", "example.com or bob@example.org."]))
+
+    @app.route("GET", "/key")
+    def key(request: Request) -> EventStream:
+        return EventStream(iter(["key AKIAABCDEFGHIJKLMNOP", "never sent"]))
+
+    @app.route("GET", "/forever", timeout=2)
+    def forever(request: Request) -> EventStream:
+        async def silent() -> AsyncIterator[str]:
+            yield "started"
+            await trio.sleep_forever()
+
+        return EventStream(silent())
+
+    async with serve(app) as running:
+        client = await running.connect()
+        for path in ("/mail", "/key", "/forever"):
+            assert (await client.request("GET", path)).status == 200
+        samples = await scrape(running)
+    verdicts = "trio_router_guardrail_verdicts_total"
+    assert samples[(verdicts, (("action", "redact"), ("operation", "mail"), ("rule", "pii.email")))] == 2
+    assert samples[(verdicts, (("action", "truncate"), ("operation", "key"), ("rule", "blocked.aws-access-key")))] == 1
+    severs = "trio_router_stream_severs_total"
+    assert samples[(severs, (("operation", "key"), ("reason", "guardrail")))] == 1
+    assert samples[(severs, (("operation", "forever"), ("reason", "deadline")))] == 1
+    assert not any(key[0] == severs and ("operation", "mail") in key[1] for key in samples)  # it ended on its own

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .app import App
 from .http.server import ListenError
 from .observability.logs import configure_logging
+from .observability.otel import OtelUnavailable
 from .runner import AppLoadError, load_app, run_process
 from .settings import ConfigFileError, Settings
 from .streaming.guardrails.sinks import SinkError
@@ -126,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return Supervisor(settings).run()
         return run_process(app, settings)
-    except (ListenError, AppLoadError, SinkError) as exc:
+    except (ListenError, AppLoadError, SinkError, OtelUnavailable) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
 

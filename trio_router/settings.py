@@ -215,6 +215,20 @@ class Settings(BaseSettings):
         description="Comma-separated extra field names whose values logs show as [REDACTED] "
         "(authorization, cookies and API keys always are).",
     )
+    log_redact_pii: bool = Field(
+        True,
+        description="Run the guardrails' PII scanner over log lines: emails, SSNs, card and phone numbers in"
+        " messages, fields and tracebacks are written as [REDACTED:<kind>].",
+    )
+    otel: bool = Field(
+        False,
+        description="Export a span per request by OpenTelemetry OTLP/HTTP (needs the otel extra; the exporter"
+        " reads OTEL_EXPORTER_OTLP_ENDPOINT and friends).",
+    )
+    otel_sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of new traces exported (a caller's traceparent decides for its own)."
+    )
+    otel_service_name: str = Field("trio-router", description="service.name of the spans (OTEL_SERVICE_NAME wins).")
     metrics_dir: str | None = Field(
         None, description="Directory where worker processes share metric snapshots (the supervisor sets it)."
     )

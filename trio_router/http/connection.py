@@ -381,6 +381,8 @@ class HTTPConnection:
         seconds = trio.current_time() - self.request_start
         context = self.context
         context.stats.record(operation, self._method, status, seconds)
+        if context.spans is not None:
+            context.spans.record(request, self._method, status, seconds)
         if context.access_log is not None:
             context.access_log.record(
                 request, method=self._method, status=status, seconds=seconds, size=size, client=self.client

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from ..observability.access_log import AccessLog
 from ..observability.metrics import RequestStats
+from ..observability.otel import SpanRecorder
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
 from ..streaming.guardrails.evaluator import GuardrailPolicy
@@ -43,6 +44,7 @@ class ServerContext:
     connections: set[HTTPConnection] = field(default_factory=set)
     shutting_down: bool = False
     websockets: int = 0  # open WebSocket sessions (at most settings.max_websockets)
+    spans: SpanRecorder | None = None  # OpenTelemetry export, when enabled
     verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
     _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import trio
 
 from ..observability.access_log import AccessLog
+from ..observability.otel import otlp_recorder
 from ..runtime.executor import HandlerRuntime
 from ..runtime.http_client import close_shared_client
 from ..settings import Settings
@@ -74,6 +75,7 @@ class Server:
         self._drained = trio.Event()
         self.context: ServerContext | None = None
         self.verdict_sinks = open_sinks(settings.guardrail_sinks)  # before serving: a bad sink stops startup
+        self.spans = otlp_recorder(settings.otel_sample_ratio, settings.otel_service_name) if settings.otel else None
         self.cancelled_requests = 0
         self._helpers: trio.Nursery | None = None
 
@@ -96,6 +98,7 @@ class Server:
             )
             self.context = context
             context.verdicts = VerdictExporter(self.verdict_sinks, context.stats)
+            context.spans = self.spans
             if self.settings.access_log:
                 context.access_log = AccessLog(self.settings.access_log_max_per_second)
             if self.settings.metrics_path:
@@ -121,6 +124,8 @@ class Server:
         if self.metrics is not None:
             self.metrics.share()  # final counts, so the other workers keep reporting this one's requests
         await close_shared_client()
+        if self.spans is not None:
+            await trio.to_thread.run_sync(self.spans.shutdown)  # flushes what is still batched
         return clean
 
     async def _drain(self, context: ServerContext) -> bool:

@@ -8,13 +8,17 @@ redaction of secrets by field name, whatever logged them.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
 from ..settings import Settings
+from ..streaming.guardrails.evaluator import check_whole
+from ..streaming.guardrails.policy import GuardrailConfig, compile_policy
+from ..streaming.guardrails.rules import PII_KINDS, Action
 
 REDACTED = "[REDACTED]"
 # Never logged in clear, whoever passes them: credentials and what identifies a session.
@@ -37,6 +41,40 @@ class Redactor:
             elif isinstance(value, dict):
                 self._scrub(value)
         return mapping
+
+
+class PiiScrubber:
+    """A structlog processor that runs the guardrails' PII scanner (emails, SSNs, card and phone
+    numbers; not IP addresses, which logs need) over every string a log line carries, its
+    message and formatted traceback included, so PII a handler logs is never written in clear.
+    Fields the server itself fills with identifiers are left alone."""
+
+    _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "worker", "request_id", "trace_id", "client", "route"})
+
+    def __init__(self) -> None:
+        scrubbed = ("email", "ssn", "credit_card", "phone")
+        pii: dict[str, Action | Literal["off"]] = {kind: "redact" if kind in scrubbed else "off" for kind in PII_KINDS}
+        policy = compile_policy(GuardrailConfig(blocked=[], pii=pii))
+        assert policy is not None
+        self._policy = policy
+
+    def __call__(self, logger: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        for key, value in event.items():
+            if key not in self._OWN_FIELDS:
+                event[key] = self._scrub(value)
+        return event
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return check_whole(self._policy, value).text if _MAYBE_PII.search(value) else value
+        if isinstance(value, dict):
+            return {key: self._scrub(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(item) for item in value]
+        return value
+
+
+_MAYBE_PII = re.compile(r"[@0-9]")  # every kind scrubbed has an @ or a digit: skip the rest cheaply
 
 
 def configure_logging(settings: Settings, worker: str | None = None) -> None:
@@ -66,6 +104,7 @@ def configure_logging(settings: Settings, worker: str | None = None) -> None:
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                *([PiiScrubber()] if settings.log_redact_pii else []),
                 renderer,
             ],
         )

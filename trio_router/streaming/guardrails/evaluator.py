@@ -66,6 +66,21 @@ class Step:
     severed: Verdict | None = None
 
 
+_WHOLE = Limits(window_tokens=2**31, max_hold=math.inf, deadline_margin=0)
+
+
+def check_whole(policy: GuardrailPolicy, text: str) -> Step:
+    """A complete text checked at once (a JSON string value, a log line): nothing is held."""
+    guard = StreamGuard(policy, _WHOLE)
+    step = guard.feed(text, 0.0)
+    if step.severed is None:
+        rest = guard.finish()
+        step.text += rest.text
+        step.verdicts += rest.verdicts
+        step.severed = rest.severed
+    return step
+
+
 class StreamGuard:
     """One text stream's evaluator (a chat completion's choice, an SSE stream of text events)."""
 

@@ -19,10 +19,9 @@ import math
 from typing import Any
 
 from ..sse import Event
-from .evaluator import GuardrailPolicy, Limits, Step, StreamGuard, Verdict
+from .evaluator import GuardrailPolicy, Step, StreamGuard, Verdict, check_whole
 
 DONE = "[DONE]"
-_WHOLE_VALUES = Limits(window_tokens=2**31, max_hold=math.inf, deadline_margin=0)
 
 
 class GuardedEvents:
@@ -136,9 +135,7 @@ class GuardedEvents:
 
     def _strings(self, value: Any) -> Any:
         if isinstance(value, str):
-            guard = StreamGuard(self._policy, _WHOLE_VALUES)
-            text = self._note(guard.feed(value, 0.0))
-            return text + self._note(guard.finish()) if self.severed is None else text
+            return self._note(check_whole(self._policy, value))
         if isinstance(value, dict):
             return {key: self._strings(item) for key, item in value.items() if self.severed is None}
         if isinstance(value, list):
