@@ -21,6 +21,7 @@ from typing import Any, Literal
 from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .errors import HTTPError
+from .http.error_formats import error_format
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
 from .openapi.document import SpecDocument, SpecError, SpecProblem
@@ -66,6 +67,7 @@ class App:
         self.document: SpecDocument | None = None
         self.cors: CorsPolicy | None = None  # set from the settings by the runner
         self.builtins: BuiltinEndpoints | None = None  # likewise
+        self.render_error: Callable[..., Response] = problem  # the spec's x-error-format
 
     @classmethod
     def from_spec(
@@ -87,6 +89,10 @@ class App:
         app = cls(response_validation=response_validation)
         app.document = document
         problems: list[SpecProblem] = []
+        try:
+            app.render_error = error_format(document.root.get("x-error-format"))
+        except ValueError as exc:
+            problems.append(SpecProblem("/x-error-format", str(exc)))
         schemes = {**getattr(handlers, "SECURITY", {}), **(security or {})}
         for operation in compile_operations(document, handlers, schemes):
             route = Route(
@@ -151,6 +157,8 @@ class App:
         return [route for methods in self._methods.values() for route in methods.values()]
 
     async def handle(self, request: Request) -> Response:
+        if self.render_error is not problem:
+            request.render_error = self.render_error
         cors = self.cors
         origin = request.header("origin") if cors is not None else None
         if cors is None or origin is None or not cors.allows(origin):
@@ -179,6 +187,8 @@ class App:
         if found is None:
             return self._builtin(request)
         route, raw_params = self._route(request, found)
+        if route is not None and route.spec is not None:
+            request.render_error = route.spec.render_error
         if route is None:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
@@ -197,7 +207,9 @@ class App:
             raise
         except Exception:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)
-            return problem(500, "the handler failed; the error is in the server log", request_id=request.id)
+            return request.render_error(
+                500, "the handler failed; the error is in the server log", request_id=request.id
+            )
 
     @staticmethod
     async def _check_request(spec: Operation, request: Request, raw_params: dict[str, str]) -> None:
@@ -276,7 +288,7 @@ class App:
         )
         if self.response_validation == "warn":
             return response
-        return problem(
+        return request.render_error(
             500, "the handler's response does not match the API; details are in the server log", request_id=request.id
         )
 

@@ -370,9 +370,10 @@ class HTTPConnection:
             self._record(response.status, None)
 
     def _problem(self, status: int, detail: str, **extra: Any) -> Response:
-        if self._request is None:
+        request = self._request
+        if request is None:
             return problem(status, detail, **extra)
-        return problem(status, detail, request_id=self._request.id, **extra)
+        return request.render_error(status, detail, request_id=request.id, **extra)
 
     def _record(self, status: int, size: int | None) -> None:
         """Metrics and the access log, once the response is out."""

@@ -14,6 +14,7 @@ import trio
 from ..observability.metrics import UNMATCHED, RequestStats
 from ..observability.tracing import TraceContext
 from ..runtime.bridge import await_
+from .response import Response, problem
 
 if TYPE_CHECKING:
     from ..runtime.executor import HandlerRuntime
@@ -56,6 +57,7 @@ class Request:
         "path_params",
         "query_string",
         "raw_headers",
+        "render_error",
         "route",
         "target",
         "tenant",
@@ -84,6 +86,7 @@ class Request:
         self.path_params: dict[str, Any] = {}  # decoded (and for spec operations, typed) path parameters
         self.tenant: str | None = None  # set by the app when it knows (guardrail verdicts carry it)
         self.websocket: Any = None  # the WebSocket of an x-websocket operation's session
+        self.render_error: Callable[..., Response] = problem  # the app's / operation's x-error-format
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target

@@ -13,7 +13,9 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import HTTPError
+from ..http.error_formats import error_format
 from ..http.request import Request, cookie_pairs
+from ..http.response import Response
 from ..routing.template import TemplateError, param_names, parse_template
 from ..security.policy import SecurityPolicy, build_verifier
 from ..security.verifiers import Verifier
@@ -59,6 +61,7 @@ class Operation:
     stream_timeout: float | None  # x-stream-timeout: an event stream's deadline, from the request's start
     guardrails: object  # x-guardrails as written (None, a bool or a mapping), checked at startup
     websocket: bool  # x-websocket: the GET upgrades to a WebSocket session
+    render_error: Callable[..., Response]  # x-error-format of the operation, else of the spec
 
     @property
     def handler_name(self) -> str:
@@ -216,6 +219,8 @@ class _Compiler:
             raise ValueError(f"x-websocket handler {handler.__name__} must be a plain def: it runs in a greenlet")
         timeout = _seconds(spec, "x-timeout")
         stream_timeout = _seconds(spec, "x-stream-timeout")
+        fmt = spec.get("x-error-format", self.document.root.get("x-error-format"))
+        render_error = error_format(fmt)
         guardrails = spec.get("x-guardrails")
         operation_policy(GuardrailConfig(), guardrails, self.policies)  # a policy that cannot work stops startup
         return Operation(
@@ -238,6 +243,7 @@ class _Compiler:
             stream_timeout=stream_timeout,
             guardrails=guardrails,
             websocket=websocket,
+            render_error=render_error,
         )
 
     def parameters(self, item: dict[str, Any], item_uri: str, spec: dict[str, Any], uri: str) -> list[ParameterDecoder]:
