@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from pydantic import BaseModel
 
+from tests.specs import write_spec
 from trio_router import App, Request, Response
 from trio_router.testing import TestClient
 
@@ -60,9 +60,7 @@ def spec_file(directory: Path) -> Path:
         },
         "/drift": {"get": {"operationId": "drift", "responses": {"200": {"description": "ok", "content": OBJECT}}}},
     }
-    path = directory / "spec.yaml"
-    path.write_text(yaml.safe_dump({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": paths}))
-    return path
+    return write_spec(directory, paths)
 
 
 class Item(BaseModel):

@@ -10,9 +10,9 @@ from typing import Any
 import openai
 import pytest
 import trio
-import yaml
 
 from tests.conftest import serve
+from tests.specs import write_spec
 from trio_router import App, HTTPError
 from trio_router.openapi.document import SpecError
 
@@ -48,10 +48,7 @@ def spec_file(directory: Path, root_format: object = "openai") -> Path:
             }
         },
     }
-    document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "x-error-format": root_format}
-    path = directory / "spec.yaml"
-    path.write_text(yaml.safe_dump({**document, "paths": paths}))
-    return path
+    return write_spec(directory, paths, **{"x-error-format": root_format})
 
 
 def handlers() -> types.ModuleType:

@@ -15,6 +15,7 @@ import trio.testing
 
 import trio_router
 from tests.conftest import serve
+from tests.specs import SSE_RESPONSE, write_spec
 from trio_router import App, Event, EventStream, Request
 
 
@@ -133,27 +134,13 @@ async def test_held_text_goes_out_after_max_hold_not_when_the_source_speaks_agai
 async def test_x_guardrails_off_and_overrides(tmp_path: Path) -> None:
     import types
 
-    import yaml
-
-    sse = {"text/event-stream": {"schema": {"type": "object"}}}
     paths = {
-        "/raw": {
-            "get": {
-                "operationId": "raw",
-                "x-guardrails": False,
-                "responses": {"200": {"description": "e", "content": sse}},
-            }
-        },
+        "/raw": {"get": {"operationId": "raw", "x-guardrails": False, "responses": SSE_RESPONSE}},
         "/strict": {
-            "get": {
-                "operationId": "strict",
-                "x-guardrails": {"pii": {"email": "truncate"}},
-                "responses": {"200": {"description": "e", "content": sse}},
-            }
+            "get": {"operationId": "strict", "x-guardrails": {"pii": {"email": "truncate"}}, "responses": SSE_RESPONSE}
         },
     }
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(yaml.safe_dump({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": paths}))
+    spec = write_spec(tmp_path, paths)
     module = types.ModuleType("guarded_handlers")
 
     def raw(request: Request) -> Iterator[str]:

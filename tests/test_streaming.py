@@ -10,10 +10,10 @@ from pathlib import Path
 
 import trio
 import trio.testing
-import yaml
 
 import trio_router
 from tests.conftest import serve
+from tests.specs import SSE_RESPONSE, write_spec
 from trio_router import App, Event, EventStream, Request
 from trio_router.streaming.sse import encode
 
@@ -175,17 +175,13 @@ async def test_a_failing_generator_ends_the_stream_with_an_error_event() -> None
 
 
 def stream_spec(directory: Path) -> Path:
-    sse = {"text/event-stream": {"schema": {"type": "object"}}}
     operation = {
         "operationId": "watch",
         "x-timeout": 1,  # the handler's own deadline
         "x-stream-timeout": 7,  # the stream's, longer
-        "responses": {"200": {"description": "events", "content": sse}},
+        "responses": SSE_RESPONSE,
     }
-    path = directory / "spec.yaml"
-    document = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/watch": {"get": operation}}}
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return write_spec(directory, {"/watch": {"get": operation}})
 
 
 async def test_a_spec_operation_streams_its_generator_until_x_stream_timeout(

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-import yaml
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
 import handlers.petstore as petstore
 from tests.conftest import Running, serve
+from tests.specs import write_spec
 from trio_router import App, Request, WebSocket
 
 SPEC = Path(__file__).parent.parent / "specs" / "petstore.yaml"
@@ -159,27 +159,15 @@ async def test_an_abrupt_disconnect_ends_the_handler() -> None:
 
 
 def secured_spec(directory: Path) -> Path:
-    spec = {
-        "openapi": "3.1.0",
-        "info": {"title": "t", "version": "1"},
-        "components": {"securitySchemes": {"Key": {"type": "apiKey", "in": "header", "name": "X-Key"}}},
-        "paths": {
-            "/feed/{room}": {
-                "get": {
-                    "operationId": "feed",
-                    "x-websocket": True,
-                    "security": [{"Key": []}],
-                    "parameters": [
-                        {"name": "room", "in": "path", "required": True, "schema": {"type": "integer", "maximum": 9}}
-                    ],
-                    "responses": {"101": {"description": "upgraded"}},
-                }
-            }
-        },
+    feed = {
+        "operationId": "feed",
+        "x-websocket": True,
+        "security": [{"Key": []}],
+        "parameters": [{"name": "room", "in": "path", "required": True, "schema": {"type": "integer", "maximum": 9}}],
+        "responses": {"101": {"description": "upgraded"}},
     }
-    path = directory / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    schemes = {"Key": {"type": "apiKey", "in": "header", "name": "X-Key"}}
+    return write_spec(directory, {"/feed/{room}": {"get": feed}}, components={"securitySchemes": schemes})
 
 
 async def test_authentication_and_validation_run_before_the_upgrade(tmp_path: Path) -> None:
