@@ -24,9 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 class ServerProcess:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ("run", "--port", "0")
+    ) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "trio_router", "run", "--port", "0", *args],
+            [sys.executable, "-m", "trio_router", *command, *args],
             cwd=ROOT,
             env={**os.environ, **(env or {})},
             stderr=subprocess.PIPE,

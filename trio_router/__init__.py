@@ -1,7 +1,7 @@
 """trio-router: an OpenAPI-first HTTP/1.1 server on trio + h11."""
 
 from .app import App, Route
-from .errors import HTTPError
+from .errors import DropConnection, HTTPError
 from .http.request import Request
 from .http.response import Response, problem
 from .openapi.document import SpecError
@@ -16,6 +16,7 @@ from .websocket import WebSocket, WebSocketClosed
 __all__ = [
     "App",
     "BridgeError",
+    "DropConnection",
     "Event",
     "EventStream",
     "HTTPError",

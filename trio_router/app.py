@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
-from .errors import HTTPError
+from .errors import DropConnection, HTTPError
 from .http.error_formats import error_format
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
@@ -203,7 +203,7 @@ class App:
                 route.invoke, route.is_async, request, request._connection.handler_suspended
             )
             return self._response(route.spec, result, request)
-        except HTTPError:
+        except (HTTPError, DropConnection):
             raise
         except Exception:
             log.exception("handler for %s %s failed (request id %s)", route.method, route.path, request.id)

@@ -13,6 +13,7 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from . import mock_backend
 from .app import App
 from .http.server import ListenError
 from .observability.logs import configure_logging
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="TOML or YAML file of settings (below environment variables and flags; env TRIO_ROUTER_CONFIG)",
         )
         _add_settings_flags(command)
+    mock = commands.add_parser(
+        "mock-backend", help="serve a mock OpenAI-compatible model backend (for gateways: streams, usage, faults)"
+    )
+    mock_backend.add_arguments(mock)
     diagnose = commands.add_parser("diagnose", help="measure what a suspended sync handler costs in memory")
     diagnose.add_argument("--count", type=int, default=10_000, help="handlers suspended at once (default 10000)")
     return parser
@@ -105,6 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"suspending {args.count} handlers ...", file=sys.stderr)
         print(measure_suspended_handlers(args.count).render())
         return 0
+    if args.command == "mock-backend":
+        configure_logging(Settings.model_validate({}))
+        try:
+            return mock_backend.run(args)
+        except (ListenError, AppLoadError) as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 1
     try:
         settings = settings_from(args)
     except ValidationError as exc:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 
+class DropConnection(Exception):
+    """Raise it (from a handler or a stream's generator) to cut the connection at once, without
+    finishing the response: what a crashing upstream looks like, for testing the clients of
+    one (the mock model backend's ``drop`` fault)."""
+
+
 class HTTPError(Exception):
     """A request answered with an error status (a precise 4xx, or 503 when shedding load);
     ``close`` says whether the connection must end after it.

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 
 import trio
 
@@ -81,22 +82,25 @@ def run_process(
     listener: socket.socket | None = None,
     watch_parent: bool = False,
     worker_name: str | None = None,
+    extra_listeners: Sequence[socket.socket] = (),
 ) -> int:
     """Serve until SIGINT/SIGTERM. Exit code 0 on a clean drain, 1 if requests had to be cancelled."""
     if listener is None:
         listener = bind_listener(settings.host, settings.port, settings.backlog, settings.reuse_port)
-    log.info("listening on %s (pid %d)", listener_url(listener), os.getpid())
-    clean = trio.run(_serve, Server(app, settings, worker_name), listener, watch_parent)
+    listeners = [listener, *extra_listeners]
+    for each in listeners:
+        log.info("listening on %s (pid %d)", listener_url(each), os.getpid())
+    clean = trio.run(_serve, Server(app, settings, worker_name), listeners, watch_parent)
     log.info("stopped%s", "" if clean else " after cancelling requests at the grace deadline")
     return 0 if clean else 1
 
 
-async def _serve(server: Server, listener: socket.socket, watch_parent: bool) -> bool:
+async def _serve(server: Server, listeners: list[socket.socket], watch_parent: bool) -> bool:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_shutdown_on_signal, server)
         if watch_parent:
             nursery.start_soon(_shutdown_when_orphaned, server, os.getppid())
-        clean = await server.serve([listener])
+        clean = await server.serve(listeners)
         nursery.cancel_scope.cancel()
     return clean
 

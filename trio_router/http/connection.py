@@ -21,7 +21,7 @@ from typing import Any
 import h11
 import trio
 
-from ..errors import HTTPError
+from ..errors import DropConnection, HTTPError
 from ..observability.metrics import UNMATCHED
 from .context import ServerContext
 from .protocol import (
@@ -110,8 +110,8 @@ class HTTPConnection:
                 await self._respond_to_cancellation()
         except _RequestAbandoned:
             await self._respond_to_cancellation()
-        except (ClientDisconnected, PeerGone, SendTimeout):
-            pass
+        except (ClientDisconnected, PeerGone, SendTimeout, DropConnection):
+            pass  # DropConnection: the app wants the connection cut, response unfinished
         except Exception:
             log.exception("connection failed")
             await self._final_response(500, "internal server error")

@@ -17,6 +17,7 @@ from typing import Any
 
 import trio
 
+from ..errors import DropConnection
 from ..http.request import Request
 from ..http.response import Response
 from ..runtime.current import current_request
@@ -75,6 +76,7 @@ _DEADLINE = terminal("deadline", detail="the stream reached its deadline")
 _FAILED = terminal("internal", detail="the event source failed; the error is in the server log")
 _INVALID = terminal("internal", detail="the event source produced an invalid event")
 _TIMED_OUT: Any = object()
+_DROP: Any = object()  # the source raised DropConnection: cut the connection
 _ENDED: Any = object()
 
 
@@ -123,6 +125,9 @@ class _Pump:
                     self._last_sent = now
                     return KEEPALIVE
                 events = self._guard.flush(now)
+            elif item is _DROP:
+                await self.aclose()
+                raise DropConnection
             elif isinstance(item, _Failure):
                 return await self._end(self._guard.finish() if self._guard else [], _FAILED, "internal")
             else:
@@ -203,6 +208,8 @@ class _Pump:
                             await self._pump_async(self._source)
                         else:
                             await self._pump_sync(iter(self._source))
+                    except DropConnection:
+                        await self._send.send(_DROP)
                     except Exception:
                         log.exception(
                             "event source of %s failed (request id %s)", self._request.operation, self._request.id
