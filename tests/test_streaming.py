@@ -202,3 +202,15 @@ async def test_a_spec_operation_streams_its_generator_until_x_stream_timeout(
         assert trio.current_time() - started == 7
     assert body.startswith(b"id: 0\ndata: 0\n\nid: 1\ndata: 1\n\n")  # the stream outlived x-timeout
     assert body.count(b"\ndata: ") == 5 and body.endswith(b'"the stream reached its deadline"}\n\n')  # 0, 2, 4, 6 s
+
+
+def test_parsing_events_back() -> None:
+    from trio_router.streaming.sse import EventParser
+
+    parser = EventParser()
+    text = ': comment\n\nid: 7\nevent: note\nretry: 1500\ndata: a\ndata: b\n\ndata:no space\n\ndata: {"x": 1}\n\n'
+    events = [event for line in text.split("\n") for event in [parser.line(line)] if event is not None]
+    assert events == [Event("a\nb", "note", "7", 1500), Event("no space"), Event('{"x": 1}')]
+    assert [parser.line(line) for line in encode(Event("x\ny", event="e", id="1")).decode().split("\n")][-2] == Event(
+        "x\ny", "e", "1"
+    )  # what encode writes, the parser reads back

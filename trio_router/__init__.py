@@ -4,13 +4,14 @@ from .app import App, Route
 from .errors import DropConnection, HTTPError
 from .http.request import Request
 from .http.response import Response, problem
+from .http.server import Server, bind_listener
 from .openapi.document import SpecError
 from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .runtime.http_client import http_client, shared_async_client
 from .settings import Settings
 from .streaming.event_stream import EventStream
-from .streaming.sse import Event
+from .streaming.sse import Event, EventParser
 from .websocket import WebSocket, WebSocketClosed
 
 __all__ = [
@@ -18,17 +19,20 @@ __all__ = [
     "BridgeError",
     "DropConnection",
     "Event",
+    "EventParser",
     "EventStream",
     "HTTPError",
     "Request",
     "Response",
     "Route",
+    "Server",
     "Settings",
     "SpecError",
     "UploadedFile",
     "WebSocket",
     "WebSocketClosed",
     "await_",
+    "bind_listener",
     "http_client",
     "in_handler",
     "problem",

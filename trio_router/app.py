@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -68,6 +68,9 @@ class App:
         self.cors: CorsPolicy | None = None  # set from the settings by the runner
         self.builtins: BuiltinEndpoints | None = None  # likewise
         self.render_error: Callable[..., Response] = problem  # the spec's x-error-format
+        # Tasks that run as long as the server does (health checks, registry polling), started
+        # before the first request and cancelled after the drain.
+        self.background_tasks: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     def from_spec(
@@ -112,6 +115,9 @@ class App:
                 problems.append(SpecProblem(operation.pointer, str(exc)))
         if problems:
             raise SpecError(problems)
+        setup = getattr(handlers, "setup", None)
+        if callable(setup):  # the handlers module's hook: background tasks, state built once
+            setup(app)
         return app
 
     def route(
@@ -133,6 +139,11 @@ class App:
             return handler
 
         return register
+
+    def background(self, task: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Register ``task`` (an async function) to run for the server's lifetime (a decorator)."""
+        self.background_tasks.append(task)
+        return task
 
     def _add(self, route: Route) -> None:
         path = route.path

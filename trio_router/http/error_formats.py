@@ -22,6 +22,7 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
 }
 _JSON = (b"content-type", b"application/json")
+_NOT_IN_OPENAI_ERRORS = frozenset({"errors", "param", "code", "request_id"})  # the id is in X-Request-ID
 
 
 def openai_error(status: int, detail: str | None = None, **extra: Any) -> Response:
@@ -36,7 +37,9 @@ def openai_error(status: int, detail: str | None = None, **extra: Any) -> Respon
         message = f"{message}: {listed}"
     kind = _OPENAI_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
     param = extra.get("param") or (errors[0].get("name") or errors[0].get("pointer") if errors else None)
-    body = {"error": {"message": message, "type": kind, "param": param, "code": extra.get("code")}}
+    error: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": extra.get("code")}
+    error.update((key, value) for key, value in extra.items() if key not in _NOT_IN_OPENAI_ERRORS)
+    body = {"error": error}
     response = Response(_json(body).encode(), status)
     response.headers.append(_JSON)
     return response

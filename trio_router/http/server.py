@@ -106,6 +106,8 @@ class Server:
                 context.metrics_response = self.metrics.response
                 context.metrics_target = self.settings.metrics_path.encode()
                 helpers.start_soon(self.metrics.run)
+            for task in getattr(self.app, "background_tasks", ()):
+                helpers.start_soon(task)
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as acceptors:
                     for listener in listeners:

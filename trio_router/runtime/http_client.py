@@ -13,6 +13,7 @@ disconnect or a shutdown cancels the upstream call like any other bridge call.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from functools import partialmethod
 from typing import Any
 
@@ -45,18 +46,57 @@ async def close_shared_client() -> None:
         await client.aclose()
 
 
+class StreamingResponse:
+    """An upstream response whose body is read as it arrives, synchronously (each read suspends
+    only the handler). ``close()`` releases the connection; the body iterators close it at the end."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    def read(self) -> bytes:
+        return await_(self.response.aread())
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        return self._iterate(self.response.aiter_bytes())
+
+    def iter_lines(self) -> Iterator[str]:
+        return self._iterate(self.response.aiter_lines())
+
+    def close(self) -> None:
+        """Release the connection, even while the handler is being cancelled (bounded: 5 s)."""
+        await_(_close_shielded(self.response))
+
+    def _iterate(self, chunks: AsyncIterator[Any]) -> Iterator[Any]:
+        try:
+            while True:
+                try:
+                    yield await_(chunks.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self.close()
+
+
+async def _close_shielded(response: httpx.Response) -> None:
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+        await response.aclose()
+
+
 class HandlerHTTPClient:
     """``httpx``'s request API, synchronous, for handlers running in greenlets."""
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request; inside a handler it carries the request's ``traceparent`` and request id."""
-        request = current_request.get()
-        if request is not None:
-            headers = httpx.Headers(kwargs.pop("headers", None))
-            headers.setdefault("traceparent", request.trace.outgoing())
-            headers.setdefault("x-request-id", request.id)
-            kwargs["headers"] = headers
-        return await_(shared_async_client().request(method, url, **kwargs))
+        return await_(shared_async_client().request(method, url, **_traced(kwargs)))
+
+    def stream(self, method: str, url: str, **kwargs: Any) -> StreamingResponse:
+        """Send a request and return once the response head is in; read the body from the result
+        (``iter_lines``, ``iter_bytes``, ``read``) and ``close()`` it, or let an iterator finish."""
+        client = shared_async_client()
+        built = client.build_request(method, url, **_traced(kwargs))
+        return StreamingResponse(await_(client.send(built, stream=True)))
 
     get = partialmethod(request, "GET")
     post = partialmethod(request, "POST")
@@ -64,6 +104,17 @@ class HandlerHTTPClient:
     patch = partialmethod(request, "PATCH")
     delete = partialmethod(request, "DELETE")
     head = partialmethod(request, "HEAD")
+
+
+def _traced(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments with the request's ``traceparent`` and request id added (if in a handler)."""
+    request = current_request.get()
+    if request is not None:
+        headers = httpx.Headers(kwargs.pop("headers", None))
+        headers.setdefault("traceparent", request.trace.outgoing())
+        headers.setdefault("x-request-id", request.id)
+        kwargs["headers"] = headers
+    return kwargs
 
 
 http_client = HandlerHTTPClient()

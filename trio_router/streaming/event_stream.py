@@ -34,12 +34,20 @@ class EventStream:
     """Return ``EventStream(generator)`` from any handler to stream its items as server-sent
     events; a spec operation whose response is ``text/event-stream`` may return the generator
     itself. ``keepalive`` overrides ``sse_keepalive_interval`` (seconds; None: the setting);
-    ``guardrails=False`` sends the events unchecked (the operation's ``x-guardrails`` otherwise)."""
+    ``guardrails=False`` sends the events unchecked (the operation's ``x-guardrails`` otherwise);
+    ``headers`` are added to the response's."""
 
     def __init__(
-        self, source: Source, *, keepalive: float | None = None, status: int = 200, guardrails: bool = True
+        self,
+        source: Source,
+        *,
+        keepalive: float | None = None,
+        status: int = 200,
+        guardrails: bool = True,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
         self.source = source
+        self.headers = list(headers)
         self.keepalive = keepalive
         self.status = status
         self.guardrails = guardrails
@@ -69,7 +77,7 @@ def event_stream_response(
     guard = GuardedEvents(policy, deadline=request.deadline) if policy is not None else None
     pump = _Pump(stream.source, request, keepalive, settings.sse_buffer_events, request.deadline, guard)
     request.extend_deadline(grace)
-    return Response(status=stream.status, headers=_HEADERS, stream=pump)
+    return Response(status=stream.status, headers=[*_HEADERS, *stream.headers], stream=pump)
 
 
 _DEADLINE = terminal("deadline", detail="the stream reached its deadline")

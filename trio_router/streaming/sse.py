@@ -1,4 +1,5 @@
-"""Server-sent events (the WHATWG HTML "text/event-stream" format), sans-IO: encoding only."""
+"""Server-sent events (the WHATWG HTML "text/event-stream" format), sans-IO: encoding events,
+and parsing a stream of them back (a gateway relaying an upstream's stream)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,37 @@ def encode(item: Event | str) -> bytes:
     out.extend(f"data: {line}\n" for line in _LINE_BREAK.split(data))
     out.append("\n")
     return "".join(out).encode()
+
+
+class EventParser:
+    """Events from the lines of a text/event-stream (line breaks already split off), by the
+    WHATWG parsing rules: ``data`` lines joined with newlines, comments ignored, an event
+    dispatched at each blank line (none if it had no data)."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._id: str | None = None
+        self._retry: int | None = None
+
+    def line(self, line: str) -> Event | None:
+        if not line:
+            event = Event("\n".join(self._data), self._event, self._id, self._retry) if self._data else None
+            self._data, self._event, self._id, self._retry = [], None, None, None
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._id = value
+        elif name == "retry" and value.isdigit():
+            self._retry = int(value)
+        return None
 
 
 def terminal(reason: str, **details: Any) -> bytes:

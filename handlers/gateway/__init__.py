@@ -1,0 +1,71 @@
+"""The LLM gateway (specs/gateway.yaml): an OpenAI-compatible API in front of model backends,
+built only on trio-router's public API. Configuration: docs/gateway.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trio_router import App, EventStream, Request, Response
+
+from .backends import Registry
+from .config import GatewayConfig, load_config
+from .embedded import start_embedded_mock
+from .health import check_forever
+from .proxy import forward
+
+REGISTRY = Registry(GatewayConfig())
+
+
+def setup(app: App) -> None:
+    """Build the registry from the configuration once, and start the health checks."""
+    global REGISTRY
+    config = load_config()
+    registry = Registry(config)
+    for backend in config.backends:
+        registry.add(backend)
+    if config.embedded_mock:
+        start_embedded_mock(app, registry)
+    REGISTRY = registry
+
+    async def health_checks() -> None:
+        await check_forever(registry)
+
+    app.background(health_checks)
+
+
+def chat_completions(request: Request, body: dict[str, Any]) -> Response | EventStream:
+    return forward(REGISTRY, request, "/v1/chat/completions", body)
+
+
+def completions(request: Request, body: dict[str, Any]) -> Response | EventStream:
+    return forward(REGISTRY, request, "/v1/completions", body)
+
+
+def embeddings(request: Request, body: dict[str, Any]) -> Response | EventStream:
+    return forward(REGISTRY, request, "/v1/embeddings", body)
+
+
+def list_models() -> dict[str, Any]:
+    data = [{"id": model, "object": "model", "created": 0, "owned_by": "trio-router"} for model in REGISTRY.models()]
+    return {"object": "list", "data": data}
+
+
+def health() -> dict[str, Any]:
+    return {"status": "ok", "healthy_backends": sum(b.healthy for b in REGISTRY.backends.values())}
+
+
+def stats() -> dict[str, Any]:
+    return {"backends": [backend.stats() for backend in REGISTRY.backends.values()]}
+
+
+def services() -> dict[str, Any]:
+    return {
+        "models": {
+            model: [b.name for b in REGISTRY.backends.values() if model in b.config.models]
+            for model in REGISTRY.models()
+        },
+        "backends": [
+            {"name": b.name, "url": b.config.url, "role": b.config.role, "healthy": b.healthy}
+            for b in REGISTRY.backends.values()
+        ],
+    }

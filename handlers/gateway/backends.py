@@ -1,0 +1,102 @@
+"""The backends the gateway knows, their live state, and the order to try them in for a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from .breaker import BreakerPolicy, CircuitBreaker
+from .config import BackendConfig, GatewayConfig
+from .selection import POLICIES, Selection
+
+_EWMA = 0.2  # weight of the newest latency sample
+
+
+@dataclass(eq=False)
+class Backend:
+    config: BackendConfig
+    breaker: CircuitBreaker
+    healthy: bool = True  # until health checks say otherwise
+    failed_checks: int = 0
+    outstanding: int = 0
+    requests: int = 0
+    failures: int = 0
+    latency_ewma: float | None = None  # seconds to the response head
+    health_latency: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def weight(self) -> int:
+        return self.config.weight
+
+    def record(self, ok: bool, seconds: float, now: float) -> None:
+        self.requests += 1
+        self.failures += not ok
+        if ok:
+            self.latency_ewma = (
+                seconds if self.latency_ewma is None else _EWMA * seconds + (1 - _EWMA) * self.latency_ewma
+            )
+        self.breaker.record(ok, now)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "url": self.config.url,
+            "models": self.config.models,
+            "role": self.config.role,
+            "weight": self.weight,
+            "healthy": self.healthy,
+            "breaker": self.breaker.state.value,
+            "outstanding": self.outstanding,
+            "requests": self.requests,
+            "failures": self.failures,
+            "latency_ewma_ms": None if self.latency_ewma is None else round(self.latency_ewma * 1000, 3),
+            "health_latency_ms": None if self.health_latency is None else round(self.health_latency * 1000, 3),
+        }
+
+
+@dataclass
+class Registry:
+    config: GatewayConfig
+    backends: dict[str, Backend] = field(default_factory=dict)
+    _policies: dict[str, Selection] = field(default_factory=dict)
+
+    def add(self, config: BackendConfig) -> Backend:
+        policy = BreakerPolicy(**self.config.breaker.model_dump())
+        backend = self.backends[config.name] = Backend(config, CircuitBreaker(policy))
+        return backend
+
+    def models(self) -> list[str]:
+        """Models some healthy backend serves, each once, in configuration order."""
+        seen: dict[str, None] = {}
+        for backend in self.backends.values():
+            if backend.healthy:
+                seen.update(dict.fromkeys(backend.config.models))
+        return list(seen)
+
+    def knows(self, model: str) -> bool:
+        return any(model in backend.config.models for backend in self.backends.values())
+
+    def plan(self, model: str, now: float) -> Iterator[tuple[Backend, str]]:
+        """(backend, model) pairs to try in order: the model's candidates as its policy orders
+        them, then each fallback model's. Unhealthy backends and open breakers are skipped;
+        a breaker is asked only when its backend's turn comes (a half-open one admits one probe)."""
+        for wanted in [model, *self.config.fallbacks.get(model, [])]:
+            candidates = [
+                b
+                for b in self.backends.values()
+                if wanted in b.config.models and b.healthy and b.config.role == "unified"
+            ]
+            for backend in self._policy(wanted).order(candidates):
+                if backend.breaker.allow(now):
+                    yield backend, wanted
+
+    def _policy(self, model: str) -> Selection:
+        policy = self._policies.get(model)
+        if policy is None:
+            name = self.config.model_policies.get(model, self.config.policy)
+            policy = self._policies[model] = POLICIES[name]()
+        return policy

@@ -1,0 +1,84 @@
+"""The gateway's configuration: a YAML file named by ``GATEWAY_CONFIG`` (see docs/gateway.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Policy = Literal["weighted_round_robin", "least_outstanding"]
+
+
+class BackendConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    url: str  # the OpenAI-compatible base, without /v1: http://10.0.0.5:8000
+    models: list[str] = Field(min_length=1)
+    weight: int = Field(default=1, ge=1, le=1000)
+    role: Literal["unified", "prefill", "decode"] = "unified"
+    health_url: str | None = None  # default: the babysitter convention, port + 1, /health
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"backend url must be http(s)://host[:port], not {url!r}")
+        return url.rstrip("/")
+
+    def health(self) -> str:
+        if self.health_url is not None:
+            return self.health_url
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return urlunsplit((parts.scheme, f"{parts.hostname}:{port + 1}", "/health", "", ""))
+
+
+class BreakerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failure_streak: int = Field(default=5, ge=1)
+    error_ratio: float = Field(default=0.5, gt=0, le=1)
+    min_requests: int = Field(default=10, ge=1)
+    window: float = Field(default=60.0, gt=0)
+    base_backoff: float = Field(default=30.0, gt=0)
+    max_backoff_factor: int = Field(default=16, ge=1)
+
+
+class GatewayConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    backends: list[BackendConfig] = Field(default_factory=list)
+    policy: Policy = "weighted_round_robin"
+    model_policies: dict[str, Policy] = Field(default_factory=dict)  # per model, over `policy`
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)  # model -> models to try next
+    health_interval: float = Field(default=30.0, gt=0)
+    health_timeout: float = Field(default=2.0, gt=0)
+    unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed checks
+    retry_delay: float = Field(default=0.5, ge=0)  # at least this long between attempts
+    connect_timeout: float = Field(default=5.0, gt=0)
+    total_timeout: float = Field(default=300.0, gt=0)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    embedded_mock: bool = Field(default=False, description="serve a mock backend in-process (the no-config default)")
+
+    @field_validator("backends")
+    @classmethod
+    def _unique(cls, backends: list[BackendConfig]) -> list[BackendConfig]:
+        names = [backend.name for backend in backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"backend names must be unique: {names}")
+        return backends
+
+
+def load_config() -> GatewayConfig:
+    """From ``GATEWAY_CONFIG`` (a YAML file); without it, one embedded mock backend."""
+    path = os.environ.get("GATEWAY_CONFIG")
+    if not path:
+        return GatewayConfig(embedded_mock=True)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ValueError(f"gateway config {path}: {exc.strerror}") from None
+    return GatewayConfig.model_validate(data)
