@@ -30,6 +30,7 @@ class MockConfig:
     latency: float = 0.0  # before every answer
     fail_rate: float = 0.0  # share of requests answered 500
     default_max_tokens: int = 16
+    fault: str | None = None  # applied to every request without its own X-Mock-Fault
 
 
 CONFIG = MockConfig()
@@ -144,7 +145,7 @@ def _stream(
 
 def _admit(request: Request, model: str) -> str | None:
     """The request's fault (after applying latency, errors and hangs), or None."""
-    fault = request.params.get("x_mock_fault")
+    fault = request.params.get("x_mock_fault") or CONFIG.fault
     delay = CONFIG.latency + (float(fault.partition("=")[2]) if fault and fault.startswith("latency=") else 0)
     if delay:
         sleep(delay)

@@ -54,6 +54,7 @@ def backends() -> Iterator[Backends]:
         running.start("b2", "m1")
         running.start("broken", "m3", "--fail-rate", "1")
         running.start("slow", "m4", "--tokens-per-second", "5")
+        running.start("dropper", "m6", "--fault", "drop")
         yield running
     finally:
         running.stop()
@@ -71,6 +72,7 @@ async def serve_gateway(
             ("b2", backends.urls["b2"], ["m1"]),
             ("broken", backends.urls["broken"], ["m3", "m5"]),
             ("slow", backends.urls["slow"], ["m4"]),
+            ("dropper", backends.urls["dropper"], ["m6"]),
         )
     ]
     path = tmp_path / "gateway.yaml"
@@ -104,7 +106,7 @@ async def test_completions_plain_and_streamed_through_the_guardrails(
         plain, streamed, models, legacy, dims = await trio.to_thread.run_sync(talk)
     assert plain == "b1 answers: mail ann@example.com"  # non-streamed answers pass as they are
     assert streamed == "b1 answers: mail [REDACTED:email]"  # streams go through the guardrails
-    assert models == ["m1", "m2", "m3", "m5", "m4"]
+    assert models == ["m1", "m2", "m3", "m5", "m4", "m6"]
     assert (legacy, dims) == ("b1 answers: hi", 8)
 
 
@@ -183,3 +185,30 @@ async def test_a_client_hanging_up_cancels_the_upstream_stream(
                 await trio.sleep(0.05)
                 stats = gateway.REGISTRY.backends["slow"].stats()
                 outstanding = int(stats["outstanding"])  # type: ignore[call-overload]
+
+
+async def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backends: Backends
+) -> None:
+    async with serve_gateway(tmp_path, monkeypatch, backends) as running:
+
+        def stream() -> tuple[list[str], Exception | None]:
+            received: list[str] = []
+            messages = [{"role": "user", "content": "hi"}]
+            try:
+                chunks = sdk(running.url).chat.completions.create(model="m6", messages=messages, stream=True)  # type: ignore[arg-type]
+                received.extend(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            except openai.APIError as exc:
+                return received, exc
+            return received, None
+
+        received, error = await trio.to_thread.run_sync(stream)
+        stats = {b["name"]: b for b in gateway.stats()["backends"]}
+    assert isinstance(error, openai.APIError)  # the SDK read the terminal error event
+    assert error.body == {  # in OpenAI's shape: this operation's x-error-format
+        "message": "the event source failed; the error is in the server log",
+        "type": "server_error",
+        "code": "internal",
+    }
+    assert "".join(received).startswith("dropper answers")  # what came before the cut got through
+    assert stats["dropper"]["failures"] == 1 and stats["dropper"]["outstanding"] == 0

@@ -4,9 +4,13 @@ the order backends are tried in."""
 from __future__ import annotations
 
 import collections
+import random
 from dataclasses import dataclass
 
+import pytest
+
 from handlers.gateway.backends import Registry
+from handlers.gateway.bandit import UCB1, ThompsonSampling
 from handlers.gateway.breaker import BreakerPolicy, CircuitBreaker, State
 from handlers.gateway.config import BackendConfig, GatewayConfig
 from handlers.gateway.selection import LeastOutstanding, SmoothWeightedRoundRobin
@@ -79,3 +83,35 @@ def test_plan_skips_unhealthy_and_open_backends_then_tries_fallback_models() -> 
     assert [(b.name, model) for b, model in registry.plan("big", 10)] == [("b1", "big"), ("b4", "small")]
     assert registry.models() == ["big", "small"]
     assert BackendConfig(name="x", url="http://h:8000", models=["m"]).health() == "http://h:8001/health"
+
+
+@pytest.mark.parametrize("policy", [ThompsonSampling, UCB1])
+def test_bandits_converge_to_the_better_backend(policy: type[ThompsonSampling] | type[UCB1]) -> None:
+    rng = random.Random(7)
+    bandit = policy(rng=random.Random(11))
+    arms = [Arm("fast", 1), Arm("flaky", 1), Arm("slow", 1)]
+    truth = {"fast": (0.97, 0.2), "flaky": (0.6, 0.2), "slow": (0.97, 1.5)}  # success rate, latency
+    first_picks = []
+    for _ in range(3):
+        chosen = bandit.order(arms)[0].name
+        first_picks.append(chosen)
+        bandit.observe(chosen, True, truth[chosen][1])
+    assert sorted(first_picks) == ["fast", "flaky", "slow"]  # every arm is tried before any is repeated
+    late = []
+    for round_number in range(1500):
+        chosen = bandit.order(arms)[0].name
+        success, latency = truth[chosen]
+        bandit.observe(chosen, rng.random() < success, latency)
+        if round_number >= 1300:
+            late.append(chosen)
+    assert collections.Counter(late)["fast"] >= 170  # of the last 200
+
+
+def test_ucb_exploration_decays_and_the_floor_demotes_a_failing_backend() -> None:
+    bandit = UCB1()
+    assert bandit.exploration() == 1.5
+    for _ in range(250):
+        bandit.observe("bad", False, 0.1)
+        bandit.observe("good", True, 5.0)  # slow but working
+    assert bandit.exploration() == 0.5  # 500 samples: fully decayed
+    assert [arm.name for arm in bandit.order([Arm("bad", 1), Arm("good", 1)])] == ["good", "bad"]

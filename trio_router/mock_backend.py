@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before the first token")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added before every answer")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of requests answered 500 (0..1)")
+    parser.add_argument(
+        "--fault", default=None, help="a fault for every request, as X-Mock-Fault gives one (error, drop, hang, ...)"
+    )
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=False)
 
 
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
             first_token_delay=args.first_token_delay,
             latency=args.latency,
             fail_rate=args.fail_rate,
+            fault=args.fault,
         )
     )
     spec = Path(str(handlers.__file__)).resolve().parent.parent / "specs" / "mock_backend.yaml"

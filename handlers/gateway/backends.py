@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from .bandit import UCB1, ThompsonSampling
 from .breaker import BreakerPolicy, CircuitBreaker
 from .config import BackendConfig, GatewayConfig
-from .selection import POLICIES, Selection
+from .selection import LeastOutstanding, Selection, SmoothWeightedRoundRobin
+
+POLICIES: dict[str, type[Selection]] = {
+    "weighted_round_robin": SmoothWeightedRoundRobin,
+    "least_outstanding": LeastOutstanding,
+    "thompson": ThompsonSampling,
+    "ucb1": UCB1,
+}
 
 _EWMA = 0.2  # weight of the newest latency sample
 
@@ -93,6 +101,17 @@ class Registry:
             for backend in self._policy(wanted).order(candidates):
                 if backend.breaker.allow(now):
                     yield backend, wanted
+
+    def record(self, backend: Backend, model: str, ok: bool, seconds: float, now: float) -> None:
+        """An attempt's outcome: the backend's counters and breaker, and the model's policy."""
+        backend.record(ok, seconds, now)
+        self._policy(model).observe(backend.name, ok, seconds)
+
+    def record_broken_stream(self, backend: Backend, model: str, seconds: float, now: float) -> None:
+        """A stream that began well (already counted as a success) and then died."""
+        backend.failures += 1
+        backend.breaker.record(False, now)
+        self._policy(model).observe(backend.name, False, seconds)
 
     def _policy(self, model: str) -> Selection:
         policy = self._policies.get(model)

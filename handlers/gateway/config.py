@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Policy = Literal["weighted_round_robin", "least_outstanding"]
+Policy = Literal["weighted_round_robin", "least_outstanding", "thompson", "ucb1"]
 
 
 class BackendConfig(BaseModel):

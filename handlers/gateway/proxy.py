@@ -43,15 +43,16 @@ def forward(registry: Registry, request: Request, path: str, body: dict[str, Any
             upstream = http_client.stream("POST", url, json=payload, timeout=timeout)
         except httpx.TransportError as exc:
             backend.outstanding -= 1
-            _failed(backend, attempts, sent, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            _failed(registry, backend, target_model, attempts, sent, f"{type(exc).__name__}: {exc}".rstrip(": "))
             continue
         try:
             upstream_seconds += trio.current_time() - sent
             if upstream.status_code >= 500:
                 detail = upstream.read()[:200].decode("utf-8", "replace")
-                _failed(backend, attempts, sent, f"HTTP {upstream.status_code}: {detail}")
+                _failed(registry, backend, target_model, attempts, sent, f"HTTP {upstream.status_code}: {detail}")
                 continue
-            backend.record(True, trio.current_time() - sent, trio.current_time())  # a 4xx is the client's
+            now = trio.current_time()
+            registry.record(backend, target_model, True, now - sent, now)  # a 4xx is the client's fault
             attempts.append({"backend": backend.name, "model": target_model, "status": upstream.status_code})
             overhead_ms = (trio.current_time() - started - upstream_seconds) * 1000
             headers = [
@@ -62,7 +63,7 @@ def forward(registry: Registry, request: Request, path: str, body: dict[str, Any
             content_type = upstream.headers.get("content-type", "application/json")
             if upstream.status_code == 200 and content_type.startswith("text/event-stream"):
                 handed_over = True
-                return EventStream(_relay(upstream, backend, sent), headers=headers)
+                return EventStream(_relay(upstream, registry, backend, target_model, sent), headers=headers)
             return Response(upstream.read(), upstream.status_code, [("content-type", content_type), *headers])
         finally:
             if not handed_over:
@@ -73,13 +74,15 @@ def forward(registry: Registry, request: Request, path: str, body: dict[str, Any
     raise HTTPError(502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=attempts)
 
 
-def _failed(backend: Backend, attempts: list[dict[str, Any]], sent: float, error: str) -> None:
+def _failed(
+    registry: Registry, backend: Backend, model: str, attempts: list[dict[str, Any]], sent: float, error: str
+) -> None:
     now = trio.current_time()
-    backend.record(False, now - sent, now)
+    registry.record(backend, model, False, now - sent, now)
     attempts.append({"backend": backend.name, "error": error})
 
 
-def _relay(upstream: Any, backend: Backend, sent: float) -> Iterator[Event]:
+def _relay(upstream: Any, registry: Registry, backend: Backend, model: str, sent: float) -> Iterator[Event]:
     """The upstream's events, one by one as they arrive; closing this closes the upstream."""
     parser = EventParser()
     try:
@@ -88,8 +91,8 @@ def _relay(upstream: Any, backend: Backend, sent: float) -> Iterator[Event]:
             if event is not None:
                 yield event
     except httpx.HTTPError:
-        backend.breaker.record(False, trio.current_time())
-        backend.failures += 1
+        now = trio.current_time()
+        registry.record_broken_stream(backend, model, now - sent, now)
         raise
     finally:
         backend.outstanding -= 1

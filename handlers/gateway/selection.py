@@ -1,5 +1,6 @@
 """Choosing among a model's candidate backends, sans-IO. Each policy orders the candidates for
-one request: the first is tried first, the rest are the retry order."""
+one request (the first is tried first, the rest are the retry order) and may learn from each
+attempt's outcome (``observe``). The learning ones are in ``bandit``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,17 @@ class Candidate(Protocol):
 C = TypeVar("C", bound=Candidate)
 
 
-class SmoothWeightedRoundRobin:
+class Selection(Protocol):
+    def order(self, candidates: Sequence[C]) -> list[C]: ...
+    def observe(self, name: str, ok: bool, seconds: float) -> None: ...
+
+
+class _Static:
+    def observe(self, name: str, ok: bool, seconds: float) -> None:
+        """Outcomes do not change these policies (breakers and health checks still apply)."""
+
+
+class SmoothWeightedRoundRobin(_Static):
     """nginx's smooth weighted round-robin: over any run of sum(weights) picks each backend is
     chosen exactly in proportion to its weight, interleaved rather than in bursts."""
 
@@ -39,15 +50,8 @@ class SmoothWeightedRoundRobin:
         return [chosen, *sorted((c for c in candidates if c is not chosen), key=lambda c: -current[c.name])]
 
 
-class LeastOutstanding:
+class LeastOutstanding(_Static):
     """The backend with the fewest requests in flight, relative to its weight."""
 
     def order(self, candidates: Sequence[C]) -> list[C]:
         return sorted(candidates, key=lambda c: (c.outstanding / max(c.weight, 1), c.name))
-
-
-Selection = SmoothWeightedRoundRobin | LeastOutstanding
-POLICIES: dict[str, type[Selection]] = {
-    "weighted_round_robin": SmoothWeightedRoundRobin,
-    "least_outstanding": LeastOutstanding,
-}

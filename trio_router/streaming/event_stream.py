@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from ..errors import DropConnection
+from ..http.error_formats import openai_error
 from ..http.request import Request
 from ..http.response import Response
 from ..runtime.current import current_request
@@ -80,9 +81,9 @@ def event_stream_response(
     return Response(status=stream.status, headers=[*_HEADERS, *stream.headers], stream=pump)
 
 
-_DEADLINE = terminal("deadline", detail="the stream reached its deadline")
-_FAILED = terminal("internal", detail="the event source failed; the error is in the server log")
-_INVALID = terminal("internal", detail="the event source produced an invalid event")
+_DEADLINE = ("deadline", "the stream reached its deadline")
+_FAILED = ("internal", "the event source failed; the error is in the server log")
+_INVALID = ("internal", "the event source produced an invalid event")
 _TIMED_OUT: Any = object()
 _DROP: Any = object()  # the source raised DropConnection: cut the connection
 _ENDED: Any = object()
@@ -128,7 +129,7 @@ class _Pump:
             if item is _TIMED_OUT:
                 if now >= self._sever_at:
                     held = self._guard.flush(now) if self._guard else []
-                    return await self._end(held, _DEADLINE, "deadline")
+                    return await self._end(held, self._terminal(*_DEADLINE), "deadline")
                 if self._guard is None or (due := self._guard.flush_due()) is None or now < due:
                     self._last_sent = now
                     return KEEPALIVE
@@ -137,14 +138,16 @@ class _Pump:
                 await self.aclose()
                 raise DropConnection
             elif isinstance(item, _Failure):
-                return await self._end(self._guard.finish() if self._guard else [], _FAILED, "internal")
+                return await self._end(
+                    self._guard.finish() if self._guard else [], self._terminal(*_FAILED), "internal"
+                )
             else:
                 events = self._guard.process(item, now) if self._guard else [item]
             if self._guard is not None and self._guard.severed is not None:
                 return await self._end(events, None, None)
             chunk = self._encode(events)
             if chunk is None:
-                return await self._end([], _INVALID, "internal")
+                return await self._end([], self._terminal(*_INVALID), "internal")
             if chunk:
                 self._last_sent = now
                 return chunk
@@ -176,6 +179,13 @@ class _Pump:
             self._request.stats.count("stream_severs", self._request.operation, reason)
         await self.aclose()
         return chunk + (last or b"")
+
+    def _terminal(self, reason: str, detail: str) -> bytes:
+        """The server's own last event, in the operation's error format: OpenAI SDKs raise an
+        APIError carrying an ``{"error": {...}}`` object; other clients get reason and detail."""
+        if self._request.render_error is openai_error:
+            return encode(Event({"error": {"message": detail, "type": "server_error", "code": reason}}))
+        return terminal(reason, detail=detail)
 
     def _stop(self) -> bytes:
         raise StopAsyncIteration
