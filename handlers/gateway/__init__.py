@@ -7,8 +7,10 @@ from typing import Any
 
 from trio_router import App, EventStream, Request, Response
 
+from .admin import start_admin
 from .backends import Registry
 from .config import GatewayConfig, load_config
+from .discovery import poll_forever
 from .embedded import start_embedded_mock
 from .health import check_forever
 from .proxy import forward
@@ -25,6 +27,15 @@ def setup(app: App) -> None:
         registry.add(backend)
     if config.embedded_mock:
         start_embedded_mock(app, registry)
+    if config.admin is not None:
+        start_admin(app, registry)
+    registry_url = config.registry_url
+    if registry_url is not None:
+
+        async def discovery() -> None:
+            await poll_forever(registry, registry_url)
+
+        app.background(discovery)
     REGISTRY = registry
 
     async def health_checks() -> None:

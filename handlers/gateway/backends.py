@@ -24,7 +24,10 @@ _EWMA = 0.2  # weight of the newest latency sample
 class Backend:
     config: BackendConfig
     breaker: CircuitBreaker
+    source: str = "config"  # config | admin | registry
     healthy: bool = True  # until health checks say otherwise
+    drained: bool = False  # no new requests (admin); those in flight finish
+    missing_since: float | None = None  # when the registry stopped listing it
     failed_checks: int = 0
     outstanding: int = 0
     requests: int = 0
@@ -57,6 +60,8 @@ class Backend:
             "role": self.config.role,
             "weight": self.weight,
             "healthy": self.healthy,
+            "drained": self.drained,
+            "source": self.source,
             "breaker": self.breaker.state.value,
             "outstanding": self.outstanding,
             "requests": self.requests,
@@ -70,12 +75,19 @@ class Backend:
 class Registry:
     config: GatewayConfig
     backends: dict[str, Backend] = field(default_factory=dict)
+    pins: dict[str, str] = field(default_factory=dict)  # model -> the one backend to use (admin)
+    admin_port: int | None = None
     _policies: dict[str, Selection] = field(default_factory=dict)
 
-    def add(self, config: BackendConfig) -> Backend:
+    def add(self, config: BackendConfig, source: str = "config") -> Backend:
         policy = BreakerPolicy(**self.config.breaker.model_dump())
-        backend = self.backends[config.name] = Backend(config, CircuitBreaker(policy))
+        backend = self.backends[config.name] = Backend(config, CircuitBreaker(policy), source)
         return backend
+
+    def remove(self, name: str) -> None:
+        """Out of routing now; requests in flight hold their Backend and finish."""
+        self.backends.pop(name, None)
+        self.pins = {model: pinned for model, pinned in self.pins.items() if pinned != name}
 
     def models(self) -> list[str]:
         """Models some healthy backend serves, each once, in configuration order."""
@@ -96,8 +108,11 @@ class Registry:
             candidates = [
                 b
                 for b in self.backends.values()
-                if wanted in b.config.models and b.healthy and b.config.role == "unified"
+                if wanted in b.config.models and b.healthy and not b.drained and b.config.role == "unified"
             ]
+            pinned = self.pins.get(wanted)
+            if pinned is not None:
+                candidates = [b for b in candidates if b.name == pinned]
             for backend in self._policy(wanted).order(candidates):
                 if backend.breaker.allow(now):
                     yield backend, wanted

@@ -48,6 +48,13 @@ class BreakerConfig(BaseModel):
     max_backoff_factor: int = Field(default=16, ge=1)
 
 
+class AdminConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+    token_env: str = "GATEWAY_ADMIN_TOKEN"  # the environment variable holding the admin token(s)
+
+
 class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     backends: list[BackendConfig] = Field(default_factory=list)
@@ -61,6 +68,10 @@ class GatewayConfig(BaseModel):
     connect_timeout: float = Field(default=5.0, gt=0)
     total_timeout: float = Field(default=300.0, gt=0)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    admin: AdminConfig | None = None  # the admin listener; none without this section
+    registry_url: str | None = None  # polled for backends: {"backends": [...]}
+    registry_interval: float = Field(default=10.0, gt=0)
+    registry_grace: float = Field(default=60.0, ge=0)  # seconds a backend may be missing before removal
     embedded_mock: bool = Field(default=False, description="serve a mock backend in-process (the no-config default)")
 
     @field_validator("backends")
