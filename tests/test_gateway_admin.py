@@ -1,6 +1,7 @@
-"""The gateway's admin listener and backend discovery, in process: the admin token is enforced
-(refusing everyone when unset), backends registered, drained, weighted, pinned and removed at
-run time; a registry's backends arrive and leave after their grace period (MockClock)."""
+"""The gateway in process: its admin listener (the token enforced, refusing everyone when unset;
+backends registered, drained, weighted, pinned and removed at run time), discovery (a registry's
+backends arrive, and leave after their grace period) and a breaker opening and half-opening,
+the last two under MockClock."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import yaml
 
 import handlers.gateway as gateway
 from tests.conftest import serve
-from trio_router import App
+from trio_router import App, HTTPError
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "gateway.yaml"
 STATIC = {"name": "static", "url": "http://127.0.0.1:9", "models": ["m1"]}
@@ -104,3 +105,35 @@ async def test_registry_backends_arrive_and_leave_after_the_grace_period(
                 await trio.sleep(1)
             assert 50 <= trio.current_time() - gone_at <= 70  # ...and it leaves 60 s after (+/- a poll)
             assert "static" in gateway.REGISTRY.backends  # configured backends are not the registry's to remove
+
+
+async def test_a_failing_backend_is_cut_off_then_probed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The breaker end to end: five failures open it (requests then fail fast with 503, the
+    backend is not called), after the 30 s backoff one probe goes through and closes it."""
+    state = {"failing": True, "calls": 0}
+    backend_app = App()
+
+    @backend_app.route("POST", "/v1/chat/completions")
+    def answer(request: Any) -> Any:
+        state["calls"] += 1
+        if state["failing"]:
+            raise HTTPError(500, "down", close=False)
+        return {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "ok"}}]}
+
+    body = {"model": "m9", "messages": [{"role": "user", "content": "hi"}]}
+    async with serve(backend_app) as upstream:
+        only = {"name": "solo", "url": upstream.url, "models": ["m9"], "health_url": f"{upstream.url}/nothing"}
+        config = {"backends": [only], "retry_delay": 0, "unhealthy_after": 1000}
+        async with gateway_with(tmp_path, monkeypatch, **config) as (public, _), httpx.AsyncClient() as http:
+            statuses = [(await http.post(f"{public}/v1/chat/completions", json=body)).status_code for _ in range(7)]
+            assert statuses == [502] * 5 + [503] * 2  # open after five: the next ones never reach it
+            assert state["calls"] == 5
+            state["failing"] = False
+            await trio.sleep(29)
+            assert (await http.post(f"{public}/v1/chat/completions", json=body)).status_code == 503
+            await trio.sleep(1)  # 30 s after opening: half-open, one probe
+            probe = await http.post(f"{public}/v1/chat/completions", json=body)
+            assert probe.status_code == 200 and state["calls"] == 6
+            assert gateway.REGISTRY.backends["solo"].breaker.state.value == "closed"
