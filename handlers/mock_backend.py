@@ -55,7 +55,22 @@ def chat_completions(request: Request, body: dict[str, Any]) -> Any:
     asked = next((_text(m.get("content")) for m in reversed(body["messages"]) if m.get("role") == "user"), "")
     prompt_chars = sum(len(_text(m.get("content"))) for m in body["messages"])
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if CONFIG.role == "prefill":
+        return _prefill(request, body, asked)
+    if CONFIG.role == "decode":
+        handle = body.get("kv_handle")
+        if not handle:
+            raise HTTPError(400, f"{CONFIG.name} decodes only: send the kv_handle of a prefill", close=False,
+                            code="kv_handle_required")  # fmt: skip
+        asked = f"({handle}) {asked}"
     return _complete(request, body, asked, prompt_chars, limit, chat=True)
+
+
+def _prefill(request: Request, body: dict[str, Any], asked: str) -> dict[str, Any]:
+    """A prefill backend's answer: the opaque handle of the KV cache it built (here: a digest)."""
+    _admit(request, body["model"])
+    digest = hashlib.sha256(asked.encode()).hexdigest()[:12]
+    return {"object": "prefill", "model": body["model"], "kv_handle": f"kv-{CONFIG.name}-{digest}"}
 
 
 def completions(request: Request, body: dict[str, Any]) -> Any:

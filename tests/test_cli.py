@@ -58,8 +58,17 @@ class ServerProcess:
         return self.wait_for_log(r"(http://127\.0\.0\.1:\d+)").group(1)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(timeout)
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.close()
+        return code
+
+    def close(self) -> None:
+        """Release the pipe once the process is gone and its last lines are read."""
+        self._reader.join(timeout=5)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 @contextmanager
@@ -71,6 +80,7 @@ def running(*args: str, env: dict[str, str] | None = None) -> Iterator[ServerPro
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+        server.close()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

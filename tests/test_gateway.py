@@ -42,8 +42,7 @@ class Backends:
 
     def stop(self) -> None:
         for process in self.processes.values():
-            if process.process.poll() is None:
-                process.stop()
+            process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +54,9 @@ def backends() -> Iterator[Backends]:
         running.start("broken", "m3", "--fail-rate", "1")
         running.start("slow", "m4", "--tokens-per-second", "5")
         running.start("dropper", "m6", "--fault", "drop")
+        running.start("pre", "m8", "--role", "prefill")
+        running.start("dec", "m8", "--role", "decode")
+        running.start("uni8", "m8")
         yield running
     finally:
         running.stop()
@@ -73,7 +75,12 @@ async def serve_gateway(
             ("broken", backends.urls["broken"], ["m3", "m5"]),
             ("slow", backends.urls["slow"], ["m4"]),
             ("dropper", backends.urls["dropper"], ["m6"]),
+            ("uni8", backends.urls["uni8"], ["m8"]),
         )
+    ]
+    listed += [
+        {"name": name, "url": backends.urls[name], "models": ["m8"], "role": role}
+        for name, role in (("pre", "prefill"), ("dec", "decode"))
     ]
     path = tmp_path / "gateway.yaml"
     path.write_text(yaml.safe_dump({"backends": listed, "retry_delay": 0.05, **config}))
@@ -106,7 +113,7 @@ async def test_completions_plain_and_streamed_through_the_guardrails(
         plain, streamed, models, legacy, dims = await trio.to_thread.run_sync(talk)
     assert plain == "b1 answers: mail ann@example.com"  # non-streamed answers pass as they are
     assert streamed == "b1 answers: mail [REDACTED:email]"  # streams go through the guardrails
-    assert models == ["m1", "m2", "m3", "m5", "m4", "m6"]
+    assert models == ["m1", "m2", "m3", "m5", "m4", "m6", "m8"]
     assert (legacy, dims) == ("b1 answers: hi", 8)
 
 
@@ -212,3 +219,23 @@ async def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error_and_co
     }
     assert "".join(received).startswith("dropper answers")  # what came before the cut got through
     assert stats["dropper"]["failures"] == 1 and stats["dropper"]["outstanding"] == 0
+
+
+async def test_prefill_then_decode_and_back_to_unified_backends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backends: Backends
+) -> None:
+    body = {"model": "m8", "messages": [{"role": "user", "content": "hi"}]}
+    async with serve_gateway(tmp_path, monkeypatch, backends) as running, httpx.AsyncClient() as http:
+        url = f"{running.url}/v1/chat/completions"
+        two_phase = await http.post(url, json=body)
+        assert (two_phase.headers["x-router-backend"], two_phase.headers["x-router-attempts"]) == ("dec", "2")
+        content = two_phase.json()["choices"][0]["message"]["content"]
+        assert content.startswith("dec answers: (kv-pre-") and content.endswith(") hi")  # the prefill's handle
+        streamed = await http.post(url, json={**body, "stream": True})
+        assert streamed.headers["x-router-backend"] == "dec" and "kv-pre-" in streamed.text
+        gateway.REGISTRY.backends["pre"].drained = True  # no prefill backend left: unified answers
+        unified = await http.post(url, json=body)
+        assert (unified.headers["x-router-backend"], unified.json()["choices"][0]["message"]["content"]) == (
+            "uni8",
+            "uni8 answers: hi",
+        )

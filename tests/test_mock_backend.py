@@ -44,8 +44,9 @@ def backend() -> Iterator[str]:
 
 
 @pytest.fixture
-def client(backend: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{backend}/v1", api_key="unused", max_retries=0)
+def client(backend: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{backend}/v1", api_key="unused", max_retries=0) as sdk:
+        yield sdk
 
 
 def test_chat_completions_plain_and_streamed(client: openai.OpenAI) -> None:

@@ -77,7 +77,7 @@ class Registry:
     backends: dict[str, Backend] = field(default_factory=dict)
     pins: dict[str, str] = field(default_factory=dict)  # model -> the one backend to use (admin)
     admin_port: int | None = None
-    _policies: dict[str, Selection] = field(default_factory=dict)
+    _policies: dict[str, Selection] = field(default_factory=dict)  # by role:model
 
     def add(self, config: BackendConfig, source: str = "config") -> Backend:
         policy = BreakerPolicy(**self.config.breaker.model_dump())
@@ -100,37 +100,47 @@ class Registry:
     def knows(self, model: str) -> bool:
         return any(model in backend.config.models for backend in self.backends.values())
 
-    def plan(self, model: str, now: float) -> Iterator[tuple[Backend, str]]:
-        """(backend, model) pairs to try in order: the model's candidates as its policy orders
-        them, then each fallback model's. Unhealthy backends and open breakers are skipped;
-        a breaker is asked only when its backend's turn comes (a half-open one admits one probe)."""
-        for wanted in [model, *self.config.fallbacks.get(model, [])]:
-            candidates = [
-                b
-                for b in self.backends.values()
-                if wanted in b.config.models and b.healthy and not b.drained and b.config.role == "unified"
-            ]
+    def plan(self, model: str, now: float, role: str = "unified") -> Iterator[tuple[Backend, str]]:
+        """(backend, model) pairs to try in order: the model's candidates with ``role`` as its
+        policy orders them, then (unified only) each fallback model's. Unhealthy, drained
+        backends and open breakers are skipped; a breaker is asked only when its backend's turn
+        comes (a half-open one admits one probe)."""
+        for wanted in [model, *self.config.fallbacks.get(model, [])] if role == "unified" else [model]:
+            candidates = self._available(wanted, role)
             pinned = self.pins.get(wanted)
-            if pinned is not None:
+            if pinned is not None and role == "unified":
                 candidates = [b for b in candidates if b.name == pinned]
-            for backend in self._policy(wanted).order(candidates):
+            for backend in self._policy(wanted, role).order(candidates):
                 if backend.breaker.allow(now):
                     yield backend, wanted
+
+    def disaggregated(self, model: str) -> bool:
+        """Whether prefill and decode backends serve ``model`` now (two-phase routing applies)."""
+        return bool(self._available(model, "prefill")) and bool(self._available(model, "decode"))
+
+    def _available(self, model: str, role: str) -> list[Backend]:
+        return [
+            b
+            for b in self.backends.values()
+            if model in b.config.models and b.healthy and not b.drained and b.config.role == role
+        ]
 
     def record(self, backend: Backend, model: str, ok: bool, seconds: float, now: float) -> None:
         """An attempt's outcome: the backend's counters and breaker, and the model's policy."""
         backend.record(ok, seconds, now)
-        self._policy(model).observe(backend.name, ok, seconds)
+        self._policy(model, backend.config.role).observe(backend.name, ok, seconds)
 
     def record_broken_stream(self, backend: Backend, model: str, seconds: float, now: float) -> None:
         """A stream that began well (already counted as a success) and then died."""
         backend.failures += 1
         backend.breaker.record(False, now)
-        self._policy(model).observe(backend.name, False, seconds)
+        self._policy(model, backend.config.role).observe(backend.name, False, seconds)
 
-    def _policy(self, model: str) -> Selection:
-        policy = self._policies.get(model)
+    def _policy(self, model: str, role: str = "unified") -> Selection:
+        """The model's selection policy for backends of ``role`` (each keeps its own state)."""
+        key = f"{role}:{model}"
+        policy = self._policies.get(key)
         if policy is None:
             name = self.config.model_policies.get(model, self.config.policy)
-            policy = self._policies[model] = POLICIES[name]()
+            policy = self._policies[key] = POLICIES[name]()
         return policy

@@ -5,11 +5,15 @@ Connection errors, timeouts and 5xx answers are retried on the next candidate (o
 model), at least ``retry_delay`` after the previous attempt began. A 4xx is the client's
 problem: it is passed through. Once a stream has started nothing is retried; an upstream that
 dies mid-stream ends the client's stream with a terminal error event and counts as a failure.
+
+A model served by prefill and decode backends is answered in two phases first: a prefill
+backend returns an opaque ``kv_handle``, a decode backend generates from it. If either phase
+finds no working backend, the unified backends answer as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -19,67 +23,139 @@ from trio_router import Event, EventParser, EventStream, HTTPError, Request, Res
 
 from .backends import Backend, Registry
 
+Answer = Response | EventStream
+_TWO_PHASE_PATHS = ("/v1/chat/completions", "/v1/completions")
 
-def forward(registry: Registry, request: Request, path: str, body: dict[str, Any]) -> Response | EventStream:
+
+def forward(registry: Registry, request: Request, path: str, body: dict[str, Any]) -> Answer:
     model = body["model"]
     if not registry.knows(model) and not registry.config.fallbacks.get(model):
         raise HTTPError(404, f"the model {model!r} does not exist", close=False, code="model_not_found")
-    config = registry.config
-    timeout = httpx.Timeout(config.total_timeout, connect=config.connect_timeout)
-    started = trio.current_time()
-    upstream_seconds = 0.0
-    attempts: list[dict[str, Any]] = []
-    last_attempt = -float("inf")
-    for backend, target_model in registry.plan(model, started):
-        wait = last_attempt + config.retry_delay - trio.current_time()
-        if attempts and wait > 0:
-            sleep(wait)
-        last_attempt = sent = trio.current_time()
-        payload = body if target_model == model else {**body, "model": target_model}
-        url = f"{backend.config.url}{path}"
+    exchange = _Exchange(registry, path, body)
+    if path in _TWO_PHASE_PATHS and registry.disaggregated(model):
+        handle = exchange.prefill(registry.plan(model, trio.current_time(), role="prefill"))
+        if handle is not None:
+            decode = registry.plan(model, trio.current_time(), role="decode")
+            answer = exchange.first_answer(decode, extra={"kv_handle": handle})
+            if answer is not None:
+                return answer
+    answer = exchange.first_answer(registry.plan(model, trio.current_time()))
+    if answer is not None:
+        return answer
+    if not exchange.attempts:
+        raise HTTPError(503, f"no healthy backend serves {model!r} now", close=False, code="no_backend_available")
+    raise HTTPError(
+        502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=exchange.attempts
+    )
+
+
+class _Exchange:
+    """The attempts of one client request, and the time they cost (for the overhead header)."""
+
+    def __init__(self, registry: Registry, path: str, body: dict[str, Any]) -> None:
+        self.registry = registry
+        self.path = path
+        self.body = body
+        config = registry.config
+        self.timeout = httpx.Timeout(config.total_timeout, connect=config.connect_timeout)
+        self.started = trio.current_time()
+        self.upstream_seconds = 0.0
+        self.attempts: list[dict[str, Any]] = []
+        self._last_attempt = -float("inf")
+
+    def first_answer(self, plan: Iterable[tuple[Backend, str]], extra: dict[str, Any] | None = None) -> Answer | None:
+        """The first backend's answer that is not a failure, or None when all failed."""
+        for backend, model in plan:
+            answer = self._attempt(backend, model, self._payload(model, extra))
+            if answer is not None:
+                return answer
+        return None
+
+    def prefill(self, plan: Iterable[tuple[Backend, str]]) -> str | None:
+        """The first prefill backend's ``kv_handle``, or None when none gave one."""
+        for backend, model in plan:
+            sent = self._pace()
+            try:
+                reply = http_client.post(
+                    f"{backend.config.url}{self.path}",
+                    json={**self._payload(model), "stream": False},
+                    timeout=self.timeout,
+                )
+            except httpx.TransportError as exc:
+                self._failed(backend, model, sent, _describe(exc))
+                continue
+            self.upstream_seconds += trio.current_time() - sent
+            handle = reply.json().get("kv_handle") if reply.status_code == 200 else None
+            if not isinstance(handle, str):
+                self._failed(backend, model, sent, f"prefill answered HTTP {reply.status_code} without a kv_handle")
+                continue
+            now = trio.current_time()
+            self.registry.record(backend, model, True, now - sent, now)
+            self.attempts.append({"backend": backend.name, "model": model, "phase": "prefill", "status": 200})
+            return handle
+        return None
+
+    def _attempt(self, backend: Backend, model: str, payload: dict[str, Any]) -> Answer | None:
+        sent = self._pace()
         backend.outstanding += 1
         handed_over = False
         try:
-            upstream = http_client.stream("POST", url, json=payload, timeout=timeout)
+            upstream = http_client.stream(
+                "POST", f"{backend.config.url}{self.path}", json=payload, timeout=self.timeout
+            )
         except httpx.TransportError as exc:
             backend.outstanding -= 1
-            _failed(registry, backend, target_model, attempts, sent, f"{type(exc).__name__}: {exc}".rstrip(": "))
-            continue
+            self._failed(backend, model, sent, _describe(exc))
+            return None
         try:
-            upstream_seconds += trio.current_time() - sent
+            self.upstream_seconds += trio.current_time() - sent
             if upstream.status_code >= 500:
                 detail = upstream.read()[:200].decode("utf-8", "replace")
-                _failed(registry, backend, target_model, attempts, sent, f"HTTP {upstream.status_code}: {detail}")
-                continue
+                self._failed(backend, model, sent, f"HTTP {upstream.status_code}: {detail}")
+                return None
             now = trio.current_time()
-            registry.record(backend, target_model, True, now - sent, now)  # a 4xx is the client's fault
-            attempts.append({"backend": backend.name, "model": target_model, "status": upstream.status_code})
-            overhead_ms = (trio.current_time() - started - upstream_seconds) * 1000
-            headers = [
-                ("x-router-backend", backend.name),
-                ("x-router-attempts", str(len(attempts))),
-                ("x-router-overhead-ms", f"{overhead_ms:.3f}"),
-            ]
+            self.registry.record(backend, model, True, now - sent, now)  # a 4xx is the client's fault
+            self.attempts.append({"backend": backend.name, "model": model, "status": upstream.status_code})
+            headers = self._headers(backend)
             content_type = upstream.headers.get("content-type", "application/json")
             if upstream.status_code == 200 and content_type.startswith("text/event-stream"):
                 handed_over = True
-                return EventStream(_relay(upstream, registry, backend, target_model, sent), headers=headers)
+                return EventStream(_relay(upstream, self.registry, backend, model, sent), headers=headers)
             return Response(upstream.read(), upstream.status_code, [("content-type", content_type), *headers])
         finally:
             if not handed_over:
                 backend.outstanding -= 1
                 upstream.close()
-    if not attempts:
-        raise HTTPError(503, f"no healthy backend serves {model!r} now", close=False, code="no_backend_available")
-    raise HTTPError(502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=attempts)
+
+    def _payload(self, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        if model == self.body["model"] and not extra:
+            return self.body
+        return {**self.body, "model": model, **(extra or {})}
+
+    def _pace(self) -> float:
+        """Wait out ``retry_delay`` since the previous attempt began; the time this one begins."""
+        wait = self._last_attempt + self.registry.config.retry_delay - trio.current_time()
+        if self.attempts and wait > 0:
+            sleep(wait)
+        self._last_attempt = trio.current_time()
+        return self._last_attempt
+
+    def _failed(self, backend: Backend, model: str, sent: float, error: str) -> None:
+        now = trio.current_time()
+        self.registry.record(backend, model, False, now - sent, now)
+        self.attempts.append({"backend": backend.name, "error": error})
+
+    def _headers(self, backend: Backend) -> list[tuple[str, str]]:
+        overhead_ms = (trio.current_time() - self.started - self.upstream_seconds) * 1000
+        return [
+            ("x-router-backend", backend.name),
+            ("x-router-attempts", str(len(self.attempts))),
+            ("x-router-overhead-ms", f"{overhead_ms:.3f}"),
+        ]
 
 
-def _failed(
-    registry: Registry, backend: Backend, model: str, attempts: list[dict[str, Any]], sent: float, error: str
-) -> None:
-    now = trio.current_time()
-    registry.record(backend, model, False, now - sent, now)
-    attempts.append({"backend": backend.name, "error": error})
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 def _relay(upstream: Any, registry: Registry, backend: Backend, model: str, sent: float) -> Iterator[Event]:

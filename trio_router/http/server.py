@@ -90,7 +90,16 @@ class Server:
     async def serve(
         self, listeners: list[socket.socket], *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
     ) -> bool:
-        """Serve until shutdown; True when every in-flight request finished within the grace period."""
+        """Serve until shutdown; True when every in-flight request finished within the grace period.
+        The listeners are closed in the end, also when the server is cancelled (one an app runs
+        as a background task, such as the gateway's admin listener, ends that way)."""
+        try:
+            return await self._serve(listeners, task_status)
+        finally:
+            for listener in listeners:
+                listener.close()
+
+    async def _serve(self, listeners: list[socket.socket], task_status: trio.TaskStatus[Server]) -> bool:
         async with trio.open_nursery() as helpers:
             self._helpers = helpers
             context = ServerContext(
