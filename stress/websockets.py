@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import trio
+from servers import free_port, wait_for_port  # stress/ runs as scripts: its modules import by name
 from trio_websocket import WebSocketRequest, open_websocket_url, serve_websocket
 
 ROOT = Path(__file__).parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:
@@ -105,14 +99,6 @@ def anchor_server(port: int) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         process.kill()  # nothing to drain
         process.wait(timeout=30)
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
 
 
 async def measure(url: str, pid: int, sessions: int, trips: int) -> tuple[float, float]:
