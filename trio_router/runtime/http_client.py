@@ -13,6 +13,7 @@ disconnect or a shutdown cancels the upstream call like any other bridge call.
 
 from __future__ import annotations
 
+import json as _json
 from collections.abc import AsyncIterator, Iterator
 from functools import partialmethod
 from typing import Any
@@ -22,11 +23,13 @@ import trio
 
 from .bridge import await_
 from .current import current_request
+from .upstream import UpstreamPool, UpstreamResponse
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
 _shared: trio.lowlevel.RunVar[httpx.AsyncClient | None] = trio.lowlevel.RunVar("trio_router_http_client", None)
+_pool: trio.lowlevel.RunVar[UpstreamPool | None] = trio.lowlevel.RunVar("trio_router_upstream_pool", None)
 
 
 def shared_async_client() -> httpx.AsyncClient:
@@ -39,18 +42,22 @@ def shared_async_client() -> httpx.AsyncClient:
 
 
 async def close_shared_client() -> None:
-    """Close the shared client's pooled connections; the server calls this when it stops."""
+    """Close the shared clients' pooled connections; the server calls this when it stops."""
     client = _shared.get()
     if client is not None:
         _shared.set(None)
         await client.aclose()
+    pool = _pool.get()
+    if pool is not None:
+        _pool.set(None)
+        await pool.aclose()
 
 
 class StreamingResponse:
     """An upstream response whose body is read as it arrives, synchronously (each read suspends
     only the handler). ``close()`` releases the connection; the body iterators close it at the end."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response | UpstreamResponse) -> None:
         self.response = response
         self.status_code = response.status_code
         self.headers = response.headers
@@ -59,7 +66,8 @@ class StreamingResponse:
         return await_(self.response.aread())
 
     def iter_bytes(self) -> Iterator[bytes]:
-        return self._iterate(self.response.aiter_bytes())
+        response = self.response
+        return self._iterate(response.aiter_raw() if isinstance(response, UpstreamResponse) else response.aiter_bytes())
 
     def iter_lines(self) -> Iterator[str]:
         return self._iterate(self.response.aiter_lines())
@@ -79,7 +87,7 @@ class StreamingResponse:
             self.close()
 
 
-async def _close_shielded(response: httpx.Response) -> None:
+async def _close_shielded(response: httpx.Response | UpstreamResponse) -> None:
     with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
         await response.aclose()
 
@@ -91,12 +99,35 @@ class HandlerHTTPClient:
         """Send a request; inside a handler it carries the request's ``traceparent`` and request id."""
         return await_(shared_async_client().request(method, url, **_traced(kwargs)))
 
-    def stream(self, method: str, url: str, **kwargs: Any) -> StreamingResponse:
+    def stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
+    ) -> StreamingResponse:
         """Send a request and return once the response head is in; read the body from the result
-        (``iter_lines``, ``iter_bytes``, ``read``) and ``close()`` it, or let an iterator finish."""
-        client = shared_async_client()
-        built = client.build_request(method, url, **_traced(kwargs))
-        return StreamingResponse(await_(client.send(built, stream=True)))
+        (``iter_lines``, ``iter_bytes``, ``read``) and ``close()`` it, or let an iterator finish.
+
+        Plain ``http://`` calls go through a lean h11 client over pooled connections (a proxy's
+        hot path: see ``upstream.py``), others through httpx; errors are httpx's either way."""
+        traced = httpx.Headers(_traced({"headers": headers}).get("headers"))
+        if not url.startswith("http://"):
+            client = shared_async_client()
+            built = client.build_request(method, url, json=json, content=content, headers=traced, timeout=timeout)
+            return StreamingResponse(await_(client.send(built, stream=True)))
+        body = content if content is not None else b""
+        if json is not None:
+            body = _json.dumps(json, separators=(",", ":")).encode()
+            traced.setdefault("content-type", "application/json")
+        connect, read = _timeouts(timeout)
+        pending = upstream_pool().send(
+            method, url, list(traced.items()), body, connect_timeout=connect, read_timeout=read
+        )
+        return StreamingResponse(await_(pending))
 
     get = partialmethod(request, "GET")
     post = partialmethod(request, "POST")
@@ -104,6 +135,23 @@ class HandlerHTTPClient:
     patch = partialmethod(request, "PATCH")
     delete = partialmethod(request, "DELETE")
     head = partialmethod(request, "HEAD")
+
+
+def _timeouts(timeout: float | httpx.Timeout | None) -> tuple[float, float]:
+    if timeout is None:
+        return DEFAULT_TIMEOUT.connect or 5.0, DEFAULT_TIMEOUT.read or 10.0
+    if isinstance(timeout, httpx.Timeout):
+        return timeout.connect or 5.0, timeout.read or 10.0
+    return float(timeout), float(timeout)
+
+
+def upstream_pool() -> UpstreamPool:
+    """The run's pool of lean upstream connections (``http_client.stream`` over http://)."""
+    pool = _pool.get()
+    if pool is None:
+        pool = UpstreamPool()
+        _pool.set(pool)
+    return pool
 
 
 def _traced(kwargs: dict[str, Any]) -> dict[str, Any]:

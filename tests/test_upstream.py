@@ -1,0 +1,71 @@
+"""The lean upstream client behind http_client.stream, against a real server: lines split
+across chunk boundaries, pooled connections reused (and a stale one replaced), httpx's error
+types for refused connections and silent upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import trio
+
+from tests.conftest import serve
+from trio_router import App, Request, Response
+from trio_router.runtime.upstream import UpstreamPool
+
+
+def upstream_app() -> App:
+    app = App()
+
+    @app.route("POST", "/lines")
+    async def lines(request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            for chunk in (b"data: 1\r", b"\n\r\ndata: \xc3", b"\xa9\rlast"):  # CRLF and a UTF-8 char split
+                yield chunk
+
+        return Response(stream=chunks(), headers=[("content-type", "text/event-stream")])
+
+    @app.route("POST", "/echo")
+    async def echo(request: Request) -> Response:
+        return Response(await request.receive(), headers=[("content-type", "application/octet-stream")])
+
+    @app.route("POST", "/silent")
+    async def silent(request: Request) -> Response:
+        await trio.sleep(10)
+        return Response(b"late")
+
+    return app
+
+
+async def test_lines_split_across_chunks_and_connections_reused() -> None:
+    pool = UpstreamPool()
+    async with serve(upstream_app(), keepalive_timeout=0.2) as running:
+        response = await pool.send("POST", f"{running.url}/lines", [], b"")
+        assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+        assert [line async for line in response.aiter_lines()] == ["data: 1", "", "data: é", "last"]
+        key = ("127.0.0.1", running.port)
+        pooled = pool._idle[key][0]
+        for payload in (b"one", b"two"):
+            echoed = await pool.send("POST", f"{running.url}/echo", [("x-test", "1")], payload)
+            assert await echoed.aread() == payload
+            assert pool._idle[key] == [pooled]  # one connection, back in the pool each time
+        await trio.sleep(0.5)  # the server closes the idle connection (keepalive_timeout)
+        again = await pool.send("POST", f"{running.url}/echo", [], b"three")
+        assert await again.aread() == b"three" and pool._idle[key][0] is not pooled  # replaced, not failed
+        half_read = await pool.send("POST", f"{running.url}/lines", [], b"")
+        await half_read.aclose()  # not read to the end: the connection is not reused
+        assert pool._idle[key] == []
+    await pool.aclose()
+
+
+async def test_errors_are_httpx_types() -> None:
+    pool = UpstreamPool(read_timeout=0.3)
+    async with serve(upstream_app()) as running:
+        with pytest.raises(httpx.ReadTimeout):
+            await pool.send("POST", f"{running.url}/silent", [], b"")
+        port = running.port
+    with pytest.raises(httpx.ConnectError):  # nothing listens there any more
+        await pool.send("POST", f"http://127.0.0.1:{port}/echo", [], b"")
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await pool.send("POST", "https://example.com/", [], b"")

@@ -1,0 +1,191 @@
+"""A lean HTTP/1.1 client for streaming upstream calls: h11 over pooled trio TCP streams.
+
+Why not httpx here: profiling the gateway showed httpx's per-request machinery (cookie jars,
+redirect and auth hooks, response models) above httpcore costing ~40% of the gateway's CPU for
+a proxied request; this client does what a proxy needs and no more. Errors are httpx's
+exception types (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``RemoteProtocolError``),
+so callers handle one family whichever client made the call.
+
+Connections are kept per (host, port) for reuse; one that was not read to the end of its
+response, or whose exchange was cancelled, is closed rather than pooled.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import h11
+import httpx
+import trio
+
+_RECEIVE = 65536
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+class _Connection:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.CLIENT)
+
+
+class UpstreamResponse:
+    """The head of an upstream response; the body is read with ``aiter_raw`` / ``aread``."""
+
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int], connection: _Connection, head: h11.Response) -> None:
+        self.status_code = head.status_code
+        self.headers = httpx.Headers(
+            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
+        )
+        self._pool = pool
+        self._key = key
+        self._connection: _Connection | None = connection
+        self._read_timeout = pool.read_timeout
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            return
+        while True:
+            event = await _next_event(connection, self._read_timeout)
+            if type(event) is h11.Data:
+                yield bytes(event.data)
+            elif type(event) is h11.EndOfMessage:
+                self._release(reusable=True)
+                return
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """The body's text lines (UTF-8), split on CRLF, LF or CR as the chunks arrive."""
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        pending = ""
+        async for chunk in self.aiter_raw():
+            pending += decoder.decode(chunk)
+            # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
+            cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
+            *lines, rest = _LINE_BREAK.split(pending[:cut])
+            pending = rest + pending[cut:]
+            for line in lines:
+                yield line
+        *lines, rest = _LINE_BREAK.split(pending + decoder.decode(b"", final=True))
+        for line in lines:
+            yield line
+        if rest:
+            yield rest
+
+    async def aread(self) -> bytes:
+        return b"".join([chunk async for chunk in self.aiter_raw()])
+
+    async def aclose(self) -> None:
+        self._release(reusable=False)
+
+    def _release(self, *, reusable: bool) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        if reusable and connection.h11.our_state is h11.DONE and connection.h11.their_state is h11.DONE:
+            connection.h11.start_next_cycle()
+            self._pool.give_back(self._key, connection)
+        else:
+            self._pool.discard(connection)
+
+
+class UpstreamPool:
+    """Keep-alive connections per upstream, at most ``max_idle`` idle ones each."""
+
+    def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 300.0, max_idle: int = 64) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._max_idle = max_idle
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+    ) -> UpstreamResponse:
+        """Send the request; return once the response head is in (the body follows)."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise httpx.UnsupportedProtocol(f"the lean upstream client speaks http:// only, not {url!r}")
+        key = (parts.hostname, parts.port or 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        all_headers = [("host", parts.netloc), ("content-length", str(len(body))), *headers]
+        request = h11.Request(method=method, target=target, headers=all_headers)
+        wait = read_timeout if read_timeout is not None else self.read_timeout
+        connection = self._idle.get(key, []).pop() if self._idle.get(key) else None
+        fresh = connection is None
+        if connection is None:
+            connection = await self._connect(key, connect_timeout or self.connect_timeout)
+        try:
+            data = connection.h11.send(request) + connection.h11.send(h11.Data(data=body))
+            await connection.stream.send_all(data + connection.h11.send(h11.EndOfMessage()))
+            event = await _next_event(connection, wait)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, httpx.RemoteProtocolError) as exc:
+            self.discard(connection)
+            if fresh:
+                raise httpx.RemoteProtocolError(str(exc) or "the upstream closed the connection") from exc
+            # A pooled connection the upstream had closed meanwhile: once more on a new one.
+            return await self.send(method, url, headers, body, connect_timeout=connect_timeout, read_timeout=wait)
+        except BaseException:
+            self.discard(connection)
+            raise
+        assert type(event) is h11.Response
+        return UpstreamResponse(self, key, connection, event)
+
+    def give_back(self, key: tuple[str, int], connection: _Connection) -> None:
+        idle = self._idle.setdefault(key, [])
+        if len(idle) < self._max_idle:
+            idle.append(connection)
+        else:
+            self.discard(connection)
+
+    def discard(self, connection: _Connection) -> None:
+        connection.stream.socket.close()
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                self.discard(connection)
+        self._idle.clear()
+
+    @staticmethod
+    async def _connect(key: tuple[str, int], within: float) -> _Connection:
+        with trio.move_on_after(within) as waiting:
+            try:
+                return _Connection(await trio.open_tcp_stream(*key))
+            except OSError as exc:
+                raise httpx.ConnectError(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
+        assert waiting.cancelled_caught
+        raise httpx.ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {within:g}s")
+
+
+async def _next_event(connection: _Connection, within: float) -> object:
+    """The next h11 event that is not interim (100 Continue); reads as needed, at most ``within`` s."""
+    conn = connection.h11
+    with trio.move_on_after(within) as waiting:
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpx.RemoteProtocolError(str(exc)) from exc
+            if event is h11.NEED_DATA:
+                try:
+                    data = await connection.stream.receive_some(_RECEIVE)
+                except trio.BrokenResourceError as exc:  # reset by the peer
+                    raise httpx.ReadError(f"the upstream connection broke: {exc}") from exc
+                conn.receive_data(data)  # b"" at EOF: h11 then ends a close-delimited body, or complains
+                continue
+            if type(event) is h11.InformationalResponse:
+                continue
+            if type(event) is h11.ConnectionClosed:
+                raise httpx.RemoteProtocolError("the upstream closed the connection")
+            return event
+    assert waiting.cancelled_caught
+    raise httpx.ReadTimeout(f"the upstream sent nothing for {within:g}s")
