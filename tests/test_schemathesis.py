@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 
@@ -61,3 +62,21 @@ def test_schemathesis_finds_no_server_error_and_no_response_outside_the_spec(tmp
         )
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert "Selected: 21/21" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(SCHEMATHESIS), reason="schemathesis is not installed")
+def test_schemathesis_against_the_gateway_and_its_embedded_mock(tmp_path: Path) -> None:
+    """Generated OpenAI requests (the spec's examples reach a real backend, the rest are refused
+    in OpenAI's error shape) never get a 5xx or a response the gateway's spec does not describe."""
+    with running("--no-access-log", "--handlers", "handlers.gateway", "--spec", "specs/gateway.yaml") as server:
+        result = subprocess.run(
+            [SCHEMATHESIS, "--no-color", "run", server.url() + "/openapi.json", "--checks", CHECKS,
+             "--max-examples", "25", "--seed", "20261122", "--report-dir", str(tmp_path)],
+            capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+        assert "Selected: 7/7" in result.stdout
+        assert "Examples" in result.stdout and "⏭  Examples" not in result.stdout  # the examples ran
+        stats = httpx.get(server.url() + "/stats").json()["backends"][0]
+        assert stats["requests"] > 0 and stats["failures"] == 0  # requests did reach the backend
