@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from servers import free_port, wait_for_port  # stress/ runs as scripts: its modules import by name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,25 +38,8 @@ class Sample:
     p99_ms: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _pinned(cpu: int, command: list[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") else command
-
-
-def _wait_listening(port: int, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
 
 
 def _to_ms(value: str) -> float:
@@ -155,13 +138,13 @@ SUITES = {
 
 
 def measure(name: str, connections: int, duration: float) -> Sample:
-    port = _free_port()
+    port = free_port()
     server = SERVERS[name]
     process = subprocess.Popen(
         _pinned(0, server.command(port)), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_listening(port)
+        wait_for_port(port)
         run_wrk(port, server.path, connections, 2)  # warm-up
         return run_wrk(port, server.path, connections, duration)
     finally:

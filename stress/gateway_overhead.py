@@ -4,10 +4,11 @@ one run.
 
     python stress/gateway_overhead.py [--rate 1000] [--seconds 10] [--litellm /path/to/litellm]
 
-Each server runs in its own process; the load generator (this process) sends non-streamed chat
-completions on keep-alive connections at ``--rate`` per second, each request timed from its
-scheduled start (so a stall is not hidden by sending later). Reported: p50/p90/p99 latency per
-path, the difference through the gateway, and the gateway's own ``x-router-overhead-ms``.
+Each server runs in its own process, all pinned to CPU 0; the load generator (this process, on
+CPU 1) sends non-streamed chat completions on keep-alive connections at ``--rate`` per second,
+each request timed from its scheduled start (so a stall is not hidden by sending later).
+Reported: p50/p90/p99 latency per path, the difference through the gateway, and the gateway's
+own ``x-router-overhead-ms``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ BODY = {"model": "mock-small", "messages": [{"role": "user", "content": "hello"}
 def process(
     args: list[str], port: int, env: dict[str, str] | None = None, startup: float = 20
 ) -> Iterator[subprocess.Popen[bytes]]:
+    if shutil.which("taskset"):  # servers on CPU 0, this load generator on CPU 1 (see main)
+        args = ["taskset", "-c", "0", *args]
     proc = subprocess.Popen(
         args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -152,6 +155,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--litellm", default=shutil.which("litellm"), help="the litellm CLI (default: on PATH)")
     args = parser.parse_args()
+    if shutil.which("taskset") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})  # the load generator keeps to CPU 1, the servers to CPU 0
     if not args.litellm:
         print("LiteLLM is not installed here (pip install 'litellm[proxy]'): its row is left out")
     trio.run(run, args.rate, args.seconds, args.litellm)
