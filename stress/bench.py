@@ -1,12 +1,15 @@
 """Side-by-side throughput of trio-router and its anchors, in one run.
 
-    python stress/bench.py [--suite core|sync|openapi] [--duration 10] [--connections 64] [--rounds 3]
+    python stress/bench.py [--suite core|sync|openapi|post|not-found|invalid] [--duration 10]
+                           [--connections 64] [--rounds 3]
 
 Suite "core": trio-router against the bare trio + h11 floor (same response bytes).
 Suite "sync": trio-router's sync (greenlet) handler, with and without greenlet pooling,
 against FastAPI's sync (threadpool) and async handlers on uvicorn (`pip install -e '.[bench]'`).
 Suite "openapi": the petstore's spec-validated GET /pets/{pet_id} against FastAPI async (pydantic
 path parameter and response model) and Connexion 3 (request and response validation).
+Suites "post", "not-found", "invalid": a JSON body validated and stored (201), a 404 and a 400
+from parameter validation, on trio-router, FastAPI async and Connexion 3.
 
 Servers run one at a time, pinned to CPU 0 while wrk runs on CPU 1 (when taskset exists),
 alternating over several rounds so drift on a noisy 2-core box hits all alike; the table
@@ -17,11 +20,13 @@ Benchmarks are not tests: nothing here asserts a speed.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +52,18 @@ def _to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, path: str, connections: int, duration: float) -> Sample:
+def _post_script(body: str) -> str:
+    """A wrk Lua script sending ``body`` as a JSON POST."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
+        script.write('wrk.headers["Content-Type"] = "application/json"\n')
+    return script.name
+
+
+def run_wrk(port: int, path: str, connections: int, duration: float, body: str | None = None) -> Sample:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", f"http://127.0.0.1:{port}{path}"]
+    if body is not None:
+        command[1:1] = ["-s", _post_script(body)]
     output = subprocess.run(_pinned(1, command), capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _to_ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
@@ -94,6 +109,29 @@ def _uvicorn(path: str, app: str = "stress.anchors.fastapi_app:app") -> Server:
 class Server:
     command: Callable[[int], list[str]]
     path: str = "/health"
+    body: str | None = None  # sent as a JSON POST when given
+
+
+NEW_PET = '{"kind": "cat", "name": "Tom"}'
+PETSTORE = _trio_router("handlers.petstore", "--no-access-log")
+CONNEXION = "stress.anchors.connexion_app:app"
+
+
+def _scenario(label: str, path: str, body: str | None = None) -> dict[str, Server]:
+    """One scenario of the comparison on trio-router, FastAPI async and Connexion 3."""
+    fastapi, connexion = _uvicorn(path), _uvicorn(path, CONNEXION)
+    return {
+        f"trio-router, {label}": Server(PETSTORE, path, body),
+        f"FastAPI async, {label}": Server(fastapi.command, path, body),
+        f"Connexion 3, {label}": Server(connexion.command, path, body),
+    }
+
+
+SCENARIOS = {
+    "post": _scenario("POST /pets (JSON body validated, 201)", "/pets", NEW_PET),
+    "not-found": _scenario("GET /pets/999 (404)", "/pets/999"),
+    "invalid": _scenario("GET /pets/0 (below minimum: 400, FastAPI 422)", "/pets/0"),
+}
 
 
 SERVERS: dict[str, Server] = {
@@ -120,7 +158,11 @@ SERVERS: dict[str, Server] = {
     "Connexion 3, GET /pets/1 (validated), uvicorn": _uvicorn("/pets/1", "stress.anchors.connexion_app:app"),
 }
 
+for _servers in SCENARIOS.values():
+    SERVERS.update(_servers)
+
 SUITES = {
+    **{name: list(servers) for name, servers in SCENARIOS.items()},
     "core": ["trio + h11 floor", "trio-router, bare route", "trio-router, petstore /health"],
     "sync": [
         "trio-router sync handler, no access log",
@@ -145,8 +187,8 @@ def measure(name: str, connections: int, duration: float) -> Sample:
     )
     try:
         wait_for_port(port)
-        run_wrk(port, server.path, connections, 2)  # warm-up
-        return run_wrk(port, server.path, connections, duration)
+        run_wrk(port, server.path, connections, 2, server.body)  # warm-up
+        return run_wrk(port, server.path, connections, duration, server.body)
     finally:
         process.terminate()
         process.wait(30)

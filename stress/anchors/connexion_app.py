@@ -21,5 +21,11 @@ async def get_pet(pet_id: int) -> Any:
     return pet
 
 
+async def create_pet(body: dict[str, Any]) -> Any:
+    created = {"id": len(PETS) + 1, **body}
+    PETS[created["id"]] = created
+    return created, 201
+
+
 app = AsyncApp(__name__, specification_dir=str(Path(__file__).parent))
 app.add_api("connexion_spec.yaml", validate_responses=True)

@@ -36,6 +36,19 @@ async def get_pet(pet_id: int = Path(ge=1)) -> dict[str, object]:
     return pet
 
 
+class NewPet(BaseModel):
+    kind: Literal["dog", "cat", "bird"]
+    name: str = Field(min_length=1, max_length=64)
+    tag: str | None = None
+
+
+@app.post("/pets", response_model=Pet, status_code=201, response_model_exclude_unset=True)
+async def create_pet(pet: NewPet) -> dict[str, object]:
+    created = {"id": len(PETS) + 1, **pet.model_dump(exclude_unset=True)}
+    PETS[created["id"]] = created  # type: ignore[index]
+    return created
+
+
 @app.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
