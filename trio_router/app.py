@@ -70,7 +70,7 @@ class App:
         self.render_error: Callable[..., Response] = problem  # the spec's x-error-format
         # Tasks that run as long as the server does (health checks, registry polling), started
         # before the first request and cancelled after the drain.
-        self.background_tasks: list[Callable[[], Awaitable[None]]] = []
+        self.background_tasks: list[Callable[[], Awaitable[object]]] = []
 
     @classmethod
     def from_spec(
@@ -140,7 +140,7 @@ class App:
 
         return register
 
-    def background(self, task: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    def background(self, task: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[object]]:
         """Register ``task`` (an async function) to run for the server's lifetime (a decorator)."""
         self.background_tasks.append(task)
         return task

@@ -8,7 +8,6 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 
 from .http.server import bind_listener
 from .runner import AppLoadError, load_app, run_process
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             fault=args.fault,
         )
     )
-    spec = Path(str(handlers.__file__)).resolve().parent.parent / "specs" / "mock_backend.yaml"
+    spec = handlers.SPEC
     settings = Settings.model_validate(
         {"host": args.host, "port": args.port, "handlers": "handlers.mock_backend", "spec": str(spec),
          "access_log": args.access_log}

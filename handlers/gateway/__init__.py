@@ -3,6 +3,7 @@ built only on trio-router's public API. Configuration: docs/gateway.md."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from trio_router import App, EventStream, Request, Response
@@ -29,19 +30,10 @@ def setup(app: App) -> None:
         start_embedded_mock(app, registry)
     if config.admin is not None:
         start_admin(app, registry)
-    registry_url = config.registry_url
-    if registry_url is not None:
-
-        async def discovery() -> None:
-            await poll_forever(registry, registry_url)
-
-        app.background(discovery)
+    if config.registry_url is not None:
+        app.background(partial(poll_forever, registry, config.registry_url))
+    app.background(partial(check_forever, registry))
     REGISTRY = registry
-
-    async def health_checks() -> None:
-        await check_forever(registry)
-
-    app.background(health_checks)
 
 
 def chat_completions(request: Request, body: dict[str, Any]) -> Response | EventStream:

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from trio_router import App, HTTPError, Response, Server, Settings, bind_listener
+from trio_router import App, HTTPError, Response, bind_listener
 
 from .backends import Backend, Registry
+from .beside import serve_beside
 from .config import BackendConfig
 
 SPEC = Path(__file__).resolve().parent.parent.parent / "specs" / "gateway_admin.yaml"
@@ -90,10 +91,5 @@ def start_admin(app: App, registry: Registry) -> None:
     admin = registry.config.admin
     assert admin is not None
     listener = bind_listener(admin.host, admin.port, 128, reuse_port=False)
-    server = Server(admin_app(registry, admin.token_env), Settings.model_validate({"metrics_path": ""}))
     registry.admin_port = listener.getsockname()[1]
-
-    async def serve_admin() -> None:
-        await server.serve([listener])
-
-    app.background(serve_admin)
+    serve_beside(app, admin_app(registry, admin.token_env), listener, metrics_path="")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ class BanditSettings:
     floor_samples: int = 20
 
 
-class _Bandit:
+class _Bandit(ABC):
     def __init__(self, settings: BanditSettings | None = None, rng: random.Random | None = None) -> None:
         self.settings = settings or BanditSettings()
         self.rng = rng or random.Random()
@@ -80,8 +81,9 @@ class _Bandit:
         tried.sort(key=lambda c: (c.name in below, -scores[c.name]))
         return [*untried, *tried]
 
+    @abstractmethod
     def _score(self, arm: Arm) -> float:
-        raise NotImplementedError
+        """How good ``arm`` looks now (the ranking key): the policy's whole difference."""
 
 
 class ThompsonSampling(_Bandit):

@@ -3,27 +3,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from trio_router import App, Server, Settings, bind_listener
+from trio_router import App, bind_listener
 
 from .backends import Registry
+from .beside import serve_beside
 from .config import BackendConfig
 
 
 def start_embedded_mock(app: App, registry: Registry) -> None:
     from handlers import mock_backend
 
-    spec = Path(__file__).resolve().parent.parent.parent / "specs" / "mock_backend.yaml"
-    mock_app = App.from_spec(spec, mock_backend)
+    mock_app = App.from_spec(mock_backend.SPEC, mock_backend)
     listener = bind_listener("127.0.0.1", 0, 128, reuse_port=False)
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     mock_backend.configure(mock_backend.MockConfig(name="embedded-mock"))
     models = mock_backend.CONFIG.models
     registry.add(BackendConfig(name="embedded-mock", url=url, models=models, health_url=f"{url}/health"))
-    server = Server(mock_app, Settings.model_validate({"access_log": False, "metrics_path": ""}))
-
-    async def serve_mock() -> None:
-        await server.serve([listener])
-
-    app.background(serve_mock)
+    serve_beside(app, mock_app, listener, access_log=False, metrics_path="")

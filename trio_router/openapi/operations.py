@@ -153,6 +153,7 @@ class _Compiler:
     problems: list[SpecProblem] = field(default_factory=list)
     seen_ids: dict[str, str] = field(default_factory=dict)
     policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)  # x-guardrails checked so far
+    guardrails_base: GuardrailConfig = field(default_factory=GuardrailConfig)
 
     def __post_init__(self) -> None:
         self.schemas = SchemaCompiler(self.document)
@@ -222,7 +223,7 @@ class _Compiler:
         fmt = spec.get("x-error-format", self.document.root.get("x-error-format"))
         render_error = error_format(fmt)
         guardrails = spec.get("x-guardrails")
-        operation_policy(GuardrailConfig(), guardrails, self.policies)  # a policy that cannot work stops startup
+        operation_policy(self.guardrails_base, guardrails, self.policies)  # a policy that cannot work stops startup
         return Operation(
             method=method.upper(),
             path=path,

@@ -66,8 +66,7 @@ class StreamingResponse:
         return await_(self.response.aread())
 
     def iter_bytes(self) -> Iterator[bytes]:
-        response = self.response
-        return self._iterate(response.aiter_raw() if isinstance(response, UpstreamResponse) else response.aiter_bytes())
+        return self._iterate(self.response.aiter_bytes())
 
     def iter_lines(self) -> Iterator[str]:
         return self._iterate(self.response.aiter_lines())

@@ -56,6 +56,8 @@ class UpstreamResponse:
                 self._release(reusable=True)
                 return
 
+    aiter_bytes = aiter_raw  # httpx's name: no content-encoding is asked for, so raw is decoded
+
     async def aiter_lines(self) -> AsyncIterator[str]:
         """The body's text lines (UTF-8), split on CRLF, LF or CR as the chunks arrive."""
         decoder = codecs.getincrementaldecoder("utf-8")("replace")

@@ -7,6 +7,7 @@ whose keys replace the settings' ones. Each distinct policy is compiled once, at
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -106,20 +107,22 @@ def compile_policy(config: GuardrailConfig) -> GuardrailPolicy | None:
 def operation_policy(
     base: GuardrailConfig, extension: object, cache: dict[str, GuardrailPolicy | None]
 ) -> GuardrailPolicy | None:
-    """The policy for an operation's ``x-guardrails`` value; equal policies are compiled once."""
+    """The policy for an operation's ``x-guardrails`` value over ``base`` (one cache per base).
+    Streams ask for it per request: a known extension costs a dict lookup; merging and
+    compiling happen once per distinct extension."""
     if extension is False:
         return None
     if extension is None or extension is True:
-        config = base
+        key = ""
     elif isinstance(extension, dict):
-        try:
-            config = base.merged(extension)
-        except ValidationError as exc:
-            raise ValueError(f"x-guardrails: {_first_error(exc)}") from None
+        key = json.dumps(extension, sort_keys=True, default=str)
     else:
         raise ValueError(f"x-guardrails must be true, false or a policy mapping, not {extension!r}")
-    key = config.model_dump_json()
     if key not in cache:
+        try:
+            config = base.merged(extension) if isinstance(extension, dict) else base
+        except ValidationError as exc:
+            raise ValueError(f"x-guardrails: {_first_error(exc)}") from None
         cache[key] = compile_policy(config)
     return cache[key]
 

@@ -35,20 +35,12 @@ Category = Literal["governance", "blocked", "pii"]
 class Hold:
     """Where, near the end of the text seen so far, a match might still be in progress: the
     trailing run of ``chars`` (found with ``str.rstrip``, no regex), or where ``pattern`` matches
-    at the end, or (neither) anywhere; never more than ``span`` characters back (0: no limit)."""
+    at the end, or (neither) anywhere; never more than ``span`` characters back (0: no limit).
+    ``StreamGuard._hold_point`` computes it (once per token, so inlined there)."""
 
     chars: str | None = None
     pattern: re.Pattern[str] | None = None
     span: int = 0
-
-    def start(self, text: str, position: int) -> int:
-        floor = max(position, len(text) - self.span) if self.span else position
-        if self.chars is not None:
-            return max(floor, len(text.rstrip(self.chars)))
-        if self.pattern is not None:
-            match = self.pattern.search(text, floor)
-            return len(text) if match is None else match.start()
-        return floor
 
 
 def merge_holds(holds: Iterable[Hold]) -> tuple[Hold, ...]:
