@@ -9,8 +9,9 @@ from .openapi.document import SpecError
 from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .runtime.http_client import http_client, shared_async_client
+from .security.verifiers import InvalidCredentials, Principal
 from .settings import Settings
-from .streaming.event_stream import EventStream
+from .streaming.event_stream import EventStream, StreamOutcome
 from .streaming.sse import Event, EventParser
 from .websocket import WebSocket, WebSocketClosed
 
@@ -22,12 +23,15 @@ __all__ = [
     "EventParser",
     "EventStream",
     "HTTPError",
+    "InvalidCredentials",
+    "Principal",
     "Request",
     "Response",
     "Route",
     "Server",
     "Settings",
     "SpecError",
+    "StreamOutcome",
     "UploadedFile",
     "WebSocket",
     "WebSocketClosed",

@@ -24,6 +24,7 @@ from .errors import DropConnection, HTTPError
 from .http.error_formats import error_format
 from .http.request import Request
 from .http.response import Response, coerce_response, problem
+from .observability.metrics import RequestStats, declare_counter
 from .openapi.document import SpecDocument, SpecError, SpecProblem
 from .openapi.operations import Operation, compile_operations
 from .openapi.responses import NOT_JSON
@@ -71,6 +72,10 @@ class App:
         # Tasks that run as long as the server does (health checks, registry polling), started
         # before the first request and cancelled after the drain.
         self.background_tasks: list[Callable[[], Awaitable[object]]] = []
+        # How many processes serve this app (``--workers``): the setup hook refuses state that
+        # one process keeps for itself when there are more.
+        self.workers = 1
+        self.stats = RequestStats()  # the serving server's counters from when it starts (App.count)
 
     @classmethod
     def from_spec(
@@ -80,16 +85,20 @@ class App:
         *,
         security: dict[str, dict[str, Any]] | None = None,
         response_validation: ResponseValidation = "strict",
+        workers: int = 1,
     ) -> App:
         """An app serving every operation of ``spec`` with the functions of ``handlers``.
 
         ``security`` configures the spec's security schemes by name, over the handlers
         module's own ``SECURITY`` dict. Raises SpecError listing every problem: an invalid
         document, a missing handler, a handler signature the operation cannot satisfy, a
-        security scheme without a verifier, conflicting paths.
+        security scheme without a verifier, conflicting paths. The handlers module's
+        ``setup(app)`` runs last (``app.workers`` is ``workers``); a ValueError from it means the
+        app cannot start, and its message says why.
         """
         document = SpecDocument.load(spec)
         app = cls(response_validation=response_validation)
+        app.workers = workers
         app.document = document
         problems: list[SpecProblem] = []
         try:
@@ -144,6 +153,15 @@ class App:
         """Register ``task`` (an async function) to run for the server's lifetime (a decorator)."""
         self.background_tasks.append(task)
         return task
+
+    def counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        """Declare an app counter, exported at /metrics as ``trio_router_<name>`` (merged across
+        workers); ``count`` adds to it. Declare once, at setup."""
+        declare_counter(name, documentation, labels)
+
+    def count(self, name: str, *labels: str, by: int = 1) -> None:
+        """Add to a counter declared with ``counter``, from a handler or a background task."""
+        self.stats.count(name, *labels, by=by)
 
     def _add(self, route: Route) -> None:
         path = route.path

@@ -66,7 +66,11 @@ def _load_app(settings: Settings) -> App:
         raise AppLoadError(f"handlers module {module_name!r} has no `app` and no spec is given (--spec)")
     try:
         return App.from_spec(
-            settings.spec, module, security=settings.security, response_validation=settings.response_validation
+            settings.spec,
+            module,
+            security=settings.security,
+            response_validation=settings.response_validation,
+            workers=settings.workers,
         )
     except SpecError as exc:
         count = len(exc.problems)
@@ -74,6 +78,8 @@ def _load_app(settings: Settings) -> App:
         raise AppLoadError(
             f"spec {settings.spec} cannot be served with {module_name} ({count} problem{'s' * (count > 1)}):\n{listing}"
         ) from None
+    except ValueError as exc:  # the module's setup(app) refused: a bad configuration
+        raise AppLoadError(f"handlers module {module_name!r} cannot start: {exc}") from None
 
 
 def run_process(

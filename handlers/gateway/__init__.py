@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from trio_router import App, EventStream, Request, Response
+from trio_router import App, EventStream, Principal, Request, Response
 
 from .admin import start_admin
 from .backends import Registry
@@ -15,37 +15,54 @@ from .discovery import poll_forever
 from .embedded import start_embedded_mock
 from .health import check_forever
 from .proxy import forward
+from .tenancy import Tenancy
 
 REGISTRY = Registry(GatewayConfig())
+TENANCY: Tenancy | None = None
+
+
+async def verify_key(request: Request) -> Principal | None:
+    """The spec's GatewayKey scheme: tenant API keys (handlers/gateway/tenancy/keys.py)."""
+    assert TENANCY is not None, "setup(app) builds the tenancy before the first request"
+    return await TENANCY.identities.verify(request)
+
+
+SECURITY = {"GatewayKey": {"verify": verify_key, "challenge": 'Bearer realm="gateway"'}}
 
 
 def setup(app: App) -> None:
-    """Build the registry from the configuration once, and start the health checks."""
-    global REGISTRY
+    """Build the registry and the tenancy from the configuration once; start the health checks."""
+    global REGISTRY, TENANCY
     config = load_config()
+    tenancy = Tenancy(app, config)
     registry = Registry(config)
     for backend in config.backends:
         registry.add(backend)
     if config.embedded_mock:
         start_embedded_mock(app, registry)
     if config.admin is not None:
-        start_admin(app, registry)
+        start_admin(app, registry, tenancy)
     if config.registry_url is not None:
         app.background(partial(poll_forever, registry, config.registry_url))
     app.background(partial(check_forever, registry))
-    REGISTRY = registry
+    REGISTRY, TENANCY = registry, tenancy
+
+
+def _metered(request: Request, path: str, body: dict[str, Any]) -> Response | EventStream:
+    assert TENANCY is not None
+    return TENANCY.meter.handle(request, path, body, partial(forward, REGISTRY, request, path, body))
 
 
 def chat_completions(request: Request, body: dict[str, Any]) -> Response | EventStream:
-    return forward(REGISTRY, request, "/v1/chat/completions", body)
+    return _metered(request, "/v1/chat/completions", body)
 
 
 def completions(request: Request, body: dict[str, Any]) -> Response | EventStream:
-    return forward(REGISTRY, request, "/v1/completions", body)
+    return _metered(request, "/v1/completions", body)
 
 
 def embeddings(request: Request, body: dict[str, Any]) -> Response | EventStream:
-    return forward(REGISTRY, request, "/v1/embeddings", body)
+    return _metered(request, "/v1/embeddings", body)
 
 
 def list_models() -> dict[str, Any]:

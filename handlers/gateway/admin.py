@@ -1,5 +1,5 @@
 """The gateway's admin API (specs/gateway_admin.yaml), on its own listener: backends registered
-and removed at run time, weights, draining, model pins, breakers."""
+and removed at run time, weights, draining, model pins, breakers; tenants and keys (TenancyAdmin)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from trio_router import App, HTTPError, Response, bind_listener
 from .backends import Backend, Registry
 from .beside import serve_beside
 from .config import BackendConfig
+from .tenancy import Tenancy
+from .tenancy.admin import TenancyAdmin
 
 SPEC = Path(__file__).resolve().parent.parent.parent / "specs" / "gateway_admin.yaml"
 
 
-class AdminHandlers:
+class AdminHandlers(TenancyAdmin):
     """Bound to the admin spec's operations (as a module would be): each holds the registry."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, tenancy: Tenancy) -> None:
         self.registry = registry
+        self.tenancy = tenancy
 
     def admin_list_backends(self) -> dict[str, Any]:
         return {
@@ -82,14 +85,15 @@ class AdminHandlers:
         return backend
 
 
-def admin_app(registry: Registry, token_env: str) -> App:
-    return App.from_spec(SPEC, AdminHandlers(registry), security={"AdminToken": {"keys_env": token_env}})  # type: ignore[arg-type]
+def admin_app(registry: Registry, tenancy: Tenancy, token_env: str) -> App:
+    handlers = AdminHandlers(registry, tenancy)
+    return App.from_spec(SPEC, handlers, security={"AdminToken": {"keys_env": token_env}})  # type: ignore[arg-type]
 
 
-def start_admin(app: App, registry: Registry) -> None:
+def start_admin(app: App, registry: Registry, tenancy: Tenancy) -> None:
     """Bind the admin listener now (a taken port stops startup) and serve it with the server."""
     admin = registry.config.admin
     assert admin is not None
     listener = bind_listener(admin.host, admin.port, 128, reuse_port=False)
     registry.admin_port = listener.getsockname()[1]
-    serve_beside(app, admin_app(registry, admin.token_env), listener, metrics_path="")
+    serve_beside(app, admin_app(registry, tenancy, admin.token_env), listener, metrics_path="")

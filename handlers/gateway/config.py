@@ -10,6 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .tenancy.config import TenancyConfig
+
 Policy = Literal["weighted_round_robin", "least_outstanding", "thompson", "ucb1"]
 
 
@@ -55,7 +57,9 @@ class AdminConfig(BaseModel):
     token_env: str = "GATEWAY_ADMIN_TOKEN"  # the environment variable holding the admin token(s)
 
 
-class GatewayConfig(BaseModel):
+class GatewayConfig(TenancyConfig):
+    """Backends and routing here; tenants, limits, state and usage from TenancyConfig."""
+
     model_config = ConfigDict(extra="forbid")
     backends: list[BackendConfig] = Field(default_factory=list)
     policy: Policy = "weighted_round_robin"
@@ -84,12 +88,18 @@ class GatewayConfig(BaseModel):
 
 
 def load_config() -> GatewayConfig:
-    """From ``GATEWAY_CONFIG`` (a YAML file); without it, one embedded mock backend."""
+    """From ``GATEWAY_CONFIG`` (a YAML file; relative file paths in it are relative to it);
+    without it, one embedded mock backend, open to anyone, no usage records."""
     path = os.environ.get("GATEWAY_CONFIG")
     if not path:
-        return GatewayConfig(embedded_mock=True)
+        return GatewayConfig(embedded_mock=True, usage={"sink": "none"})  # type: ignore[arg-type]
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
         raise ValueError(f"gateway config {path}: {exc.strerror}") from None
-    return GatewayConfig.model_validate(data)
+    config = GatewayConfig.model_validate(data)
+    base = Path(path).resolve().parent
+    usage = config.usage
+    usage.path = str(base / usage.path)
+    usage.spool_dir = str(base / usage.spool_dir)
+    return config

@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 
 class Application(Protocol):
-    """What the HTTP layer needs of an app: turn a request into a response."""
+    """What the HTTP layer needs of an app: turn a request into a response; and a place for
+    the serving server's counters (the app's own counters land there)."""
+
+    stats: RequestStats
 
     async def handle(self, request: Request) -> Response: ...
 

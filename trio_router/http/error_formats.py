@@ -17,6 +17,7 @@ ErrorRenderer = Callable[..., Response]  # (status, detail, **extra) -> Response
 
 _OPENAI_TYPES = {
     401: "authentication_error",
+    402: "insufficient_quota",
     403: "permission_error",
     404: "not_found_error",
     429: "rate_limit_error",

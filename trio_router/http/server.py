@@ -106,6 +106,7 @@ class Server:
                 self.settings, self.app, spawn_helper=helpers.start_soon, runtime=HandlerRuntime(self.settings)
             )
             self.context = context
+            self.app.stats = context.stats  # App.count lands in this server's metrics
             context.verdicts = VerdictExporter(self.verdict_sinks, context.stats)
             context.spans = self.spans
             if self.settings.access_log:

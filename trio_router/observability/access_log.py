@@ -46,4 +46,5 @@ class AccessLog:
             request_id=request.id if request is not None else None,
             client=client,
             trace_id=request.trace.trace_id if request is not None else None,
+            tenant=request.tenant if request is not None else None,
         )

@@ -1,7 +1,8 @@
 """Structured logs with structlog: JSON when stderr is not a terminal, readable on one.
 
 Everything goes through the standard library's logging (so libraries' records are rendered
-the same way) with structlog's processors: level, ISO time, the process's worker name, and
+the same way) with structlog's processors: level, ISO time, the process's worker name, the
+request id and tenant of the request being served (for lines logged while serving one), and
 redaction of secrets by field name, whatever logged them.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Literal
 
 import structlog
 
+from ..runtime.current import current_request
 from ..settings import Settings
 from ..streaming.guardrails.evaluator import check_whole
 from ..streaming.guardrails.policy import GuardrailConfig, compile_policy
@@ -49,7 +51,9 @@ class PiiScrubber:
     message and formatted traceback included, so PII a handler logs is never written in clear.
     Fields the server itself fills with identifiers are left alone."""
 
-    _OWN_FIELDS = frozenset({"timestamp", "level", "logger", "worker", "request_id", "trace_id", "client", "route"})
+    _OWN_FIELDS = frozenset(
+        {"timestamp", "level", "logger", "worker", "request_id", "trace_id", "client", "route", "tenant"}
+    )
 
     def __init__(self) -> None:
         scrubbed = ("email", "ssn", "credit_card", "phone")
@@ -89,6 +93,7 @@ def configure_logging(settings: Settings, worker: str | None = None) -> None:
     ]
     if worker is not None:
         shared.append(_add_worker(worker))
+    shared.append(add_request_context)
     shared.append(Redactor(redact))
     renderer: Any = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
@@ -116,6 +121,17 @@ def configure_logging(settings: Settings, worker: str | None = None) -> None:
     # job on the upstream's side, and rendering it costs a gateway a measurable share of its time.
     for chatty in ("httpx", "httpcore"):
         logging.getLogger(chatty).setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
+
+
+def add_request_context(logger: object, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The request id and tenant (``request.tenant``, set by the app) of the request this line
+    was logged while serving, so a handler's or a library's lines can be joined to it."""
+    request = current_request.get()
+    if request is not None:
+        event.setdefault("request_id", request.id)
+        if request.tenant is not None:
+            event.setdefault("tenant", request.tenant)
+    return event
 
 
 def _add_worker(worker: str) -> Any:

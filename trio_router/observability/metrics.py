@@ -55,6 +55,14 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+def declare_counter(name: str, documentation: str, labels: tuple[str, ...]) -> None:
+    """An app's own counter (App.counter); declaring the same one again is harmless."""
+    known = COUNTERS.get(name)
+    if known is not None and known[1] != labels:
+        raise ValueError(f"counter {name!r} is already declared with labels {known[1]}")
+    COUNTERS[name] = (documentation, labels)
+
+
 @dataclass
 class RequestStats:
     """Counters one process accumulates; mergeable across workers."""

@@ -9,9 +9,10 @@ a ``WWW-Authenticate`` challenge per scheme; valid credentials lacking a scope -
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,8 @@ def build_verifier(name: str, scheme: dict[str, Any], config: dict[str, Any] | N
     kind = scheme.get("type")
     http_scheme = str(scheme.get("scheme", "")).lower()
     config = dict(config)
+    if "verify" in config:
+        return _custom(name, kind, http_scheme, config)
     missing: str | None = None
     if kind == "apiKey":
         keys, missing = _secrets(config, "keys", list_ok=True)
@@ -71,6 +74,33 @@ def build_verifier(name: str, scheme: dict[str, Any], config: dict[str, Any] | N
         )
         return RefusingVerifier(name, verifier.challenge, f"{missing} is not set")
     return verifier
+
+
+class CustomVerifier:
+    """A scheme the app verifies itself (``{"verify": async_fn}``), for credentials that live in
+    the app's own store: ``verify(request)`` returns a Principal, None (no credentials) or
+    raises InvalidCredentials, like the built-in verifiers."""
+
+    def __init__(self, scheme: str, verify: Callable[[Request], Awaitable[Principal | None]], challenge: str) -> None:
+        self.scheme = scheme
+        self._verify = verify
+        self.challenge = challenge
+
+    async def verify(self, request: Request) -> Principal | None:
+        return await self._verify(request)
+
+
+def _custom(name: str, kind: object, http_scheme: str, config: dict[str, Any]) -> Verifier:
+    verify = config.pop("verify")
+    if not inspect.iscoroutinefunction(verify):
+        raise ValueError(f"security scheme {name!r}: verify must be an async function of the request")
+    default = (
+        f'{http_scheme.capitalize() or "ApiKey"} realm="api"' if kind in ("http", "apiKey") else 'Bearer realm="api"'
+    )
+    challenge = str(config.pop("challenge", default))
+    if config:
+        raise ValueError(f"security scheme {name!r}: unknown settings {sorted(config)} beside verify")
+    return CustomVerifier(name, verify, challenge)
 
 
 def _secrets(config: dict[str, Any], field: str, list_ok: bool = False) -> tuple[dict[str, list[str]], str | None]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -31,12 +32,26 @@ Source = Iterable[Event | str] | AsyncIterable[Event | str]
 _HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]
 
 
+@dataclass(frozen=True, slots=True)
+class StreamOutcome:
+    """How a stream ended, for ``EventStream(on_close=...)``: ``reason`` is ``complete`` (the
+    source ended), ``deadline``, ``guardrail`` (severed), ``internal`` (the source failed) or
+    ``disconnect`` (the client left or could not be written to); ``guardrails`` counts the
+    verdicts by action (redact, flag, truncate)."""
+
+    reason: str
+    guardrails: dict[str, int] = field(default_factory=dict)
+
+
 class EventStream:
     """Return ``EventStream(generator)`` from any handler to stream its items as server-sent
     events; a spec operation whose response is ``text/event-stream`` may return the generator
     itself. ``keepalive`` overrides ``sse_keepalive_interval`` (seconds; None: the setting);
     ``guardrails=False`` sends the events unchecked (the operation's ``x-guardrails`` otherwise);
-    ``headers`` are added to the response's."""
+    ``headers`` are added to the response's. ``on_close``, an async function of a
+    ``StreamOutcome``, runs once after the stream ended however it ended (after the generator's
+    ``finally``, shielded from cancellation for up to ``linger_timeout``): the place to settle
+    what the stream cost, with the guardrails' verdicts known."""
 
     def __init__(
         self,
@@ -46,9 +61,11 @@ class EventStream:
         status: int = 200,
         guardrails: bool = True,
         headers: Iterable[tuple[str, str]] = (),
+        on_close: Callable[[StreamOutcome], Awaitable[None]] | None = None,
     ) -> None:
         self.source = source
         self.headers = list(headers)
+        self.on_close = on_close
         self.keepalive = keepalive
         self.status = status
         self.guardrails = guardrails
@@ -77,6 +94,7 @@ def event_stream_response(
     policy = request.server.guardrail_policy(guardrails) if stream.guardrails else None
     guard = GuardedEvents(policy, deadline=request.deadline) if policy is not None else None
     pump = _Pump(stream.source, request, keepalive, settings.sse_buffer_events, request.deadline, guard)
+    pump.on_close = stream.on_close
     request.extend_deadline(grace)
     return Response(status=stream.status, headers=[*_HEADERS, *stream.headers], stream=pump)
 
@@ -112,6 +130,8 @@ class _Pump:
         self._started = False
         self._finished = False
         self._last_sent = trio.current_time()
+        self._reason = "disconnect"  # until _end says otherwise
+        self.on_close: Callable[[StreamOutcome], Awaitable[None]] | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -177,6 +197,7 @@ class _Pump:
                 self._request.stats.count("guardrail_forced_flushes", self._request.operation, by=guard.forced_flushes)
         if reason is not None:
             self._request.stats.count("stream_severs", self._request.operation, reason)
+        self._reason = reason or "complete"
         await self.aclose()
         return chunk + (last or b"")
 
@@ -215,6 +236,16 @@ class _Pump:
             await self._producer_done.wait()
         else:
             await _close_unstarted(self._source)
+        on_close, self.on_close = self.on_close, None
+        if on_close is not None:
+            outcome = StreamOutcome(self._reason, dict(self._guard.counts) if self._guard is not None else {})
+            with self._closing_scope():
+                try:
+                    await on_close(outcome)
+                except Exception:
+                    log.exception(
+                        "on_close of the stream of %s failed (request id %s)", self._request.operation, self._request.id
+                    )
 
     async def _produce(self) -> None:
         current_request.set(self._request)  # this task's own context: bridge calls see the request

@@ -22,6 +22,9 @@ from ..sse import Event
 from .evaluator import GuardrailPolicy, Step, StreamGuard, Verdict, check_whole
 
 DONE = "[DONE]"
+# What a chunk the guardrails make copies from the last one seen: who it is, not what it says
+# (no choices, usage, nor another layer's summary).
+_IDENTITY = ("id", "object", "created", "model", "system_fingerprint")
 
 
 class GuardedEvents:
@@ -164,7 +167,7 @@ class GuardedEvents:
     def _chunk(self, texts: dict[int, str], finish_reason: str | None = None) -> dict[str, Any]:
         """A chunk like the last one seen, carrying ``texts`` per choice index."""
         assert self._template is not None
-        chunk = {key: value for key, value in self._template.items() if key not in ("choices", "usage")}
+        chunk = {key: self._template[key] for key in _IDENTITY if key in self._template}
         if self._chat:
             choices = [{"index": i, "delta": {"content": t}, "finish_reason": finish_reason} for i, t in texts.items()]
         else:

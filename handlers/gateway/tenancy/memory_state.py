@@ -1,0 +1,165 @@
+"""``State`` in this process's memory: the default, for one process (``--workers 1``)."""
+
+from __future__ import annotations
+
+import time
+
+from .config import KeyRecord, Limits, TenantLimits
+from .state import PENDING, Ask, Refused, Reservation, limit_values, period_id, reservation_for
+
+Counters = dict[str, int]  # "req", "tok", "spend"
+
+
+class _Expiring:
+    """A dict whose entries vanish after their time to live (swept now and then, read lazily)."""
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[str, str], tuple[str, float]] = {}
+        self._writes = 0
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        item = self._items.get(key)
+        if item is None or item[1] <= time.monotonic():
+            return None
+        return item[0]
+
+    def set(self, key: tuple[str, str], value: str, ttl: float) -> None:
+        self._writes += 1
+        if self._writes % 1024 == 0:
+            now = time.monotonic()
+            self._items = {k: v for k, v in self._items.items() if v[1] > now}
+        self._items[key] = (value, time.monotonic() + ttl)
+
+    def pop(self, key: tuple[str, str]) -> None:
+        self._items.pop(key, None)
+
+
+class MemoryState:
+    def __init__(self) -> None:
+        # (tenant, scope, window) -> counters; scope "t" (the tenant) or "k:<key id>";
+        # window "m<minute>", "h<hour>" or "p<period>".
+        self._windows: dict[tuple[str, str, str], Counters] = {}
+        self._swept_minute = 0
+        self._keys: dict[str, KeyRecord] = {}  # by hash
+        self._tenants: dict[str, TenantLimits] = {}
+        self._seen = _Expiring()
+        self._idempotency = _Expiring()
+
+    async def reserve(self, ask: Ask) -> Reservation:
+        reservation = reservation_for(ask)
+        scopes = [
+            ("t", "tenant", ask.tenant, reservation.tenant_period),
+            (f"k:{ask.key.id}", "key", ask.key, reservation.key_period),
+        ]
+        for scope, name, limits, period in scopes:
+            self._check(reservation, scope, name, limits, period, ask.now)
+        self._sweep(reservation.minute)
+        for scope, _, _, period in scopes:
+            for window in (f"m{reservation.minute}", f"h{reservation.hour}"):
+                counters = self._counters(reservation.tenant, scope, window)
+                counters["req"] += 1
+                counters["tok"] += ask.tokens
+                counters["spend"] += ask.cost
+            self._counters(reservation.tenant, scope, f"p{period}")["spend"] += ask.cost
+        return reservation
+
+    def _check(self, reservation: Reservation, scope: str, name: str, limits: Limits, period: str, now: float) -> None:
+        budget, rpm, tpm = limit_values(limits)
+        spent = self._peek(reservation.tenant, scope, f"p{period}")["spend"]
+        minute = self._peek(reservation.tenant, scope, f"m{reservation.minute}")
+        if budget >= 0 and spent + reservation.cost > budget:
+            raise Refused(name, "budget", now)
+        if rpm >= 0 and minute["req"] + 1 > rpm:
+            raise Refused(name, "rpm", now)
+        if tpm >= 0 and minute["tok"] + reservation.tokens > tpm:
+            raise Refused(name, "tpm", now)
+
+    def _counters(self, tenant: str, scope: str, window: str) -> Counters:
+        counters = self._windows.get((tenant, scope, window))
+        if counters is None:
+            counters = self._windows[(tenant, scope, window)] = {"req": 0, "tok": 0, "spend": 0}
+        return counters
+
+    def _peek(self, tenant: str, scope: str, window: str) -> Counters:
+        return self._windows.get((tenant, scope, window)) or {"req": 0, "tok": 0, "spend": 0}
+
+    def _sweep(self, minute: int) -> None:
+        """Drop minute and hour windows that can no longer be read (once a minute)."""
+        if minute == self._swept_minute:
+            return
+        self._swept_minute = minute
+        hour = minute // 60
+        self._windows = {
+            key: counters
+            for key, counters in self._windows.items()
+            if key[2][0] == "p"
+            or (key[2][0] == "m" and int(key[2][1:]) >= minute - 1)
+            or (key[2][0] == "h" and int(key[2][1:]) >= hour - 1)
+        }
+
+    async def adjust(self, reservation: Reservation, cost: int, tokens: int) -> None:
+        spend, tok = cost - reservation.cost, tokens - reservation.tokens
+        for scope, period in (("t", reservation.tenant_period), (f"k:{reservation.key_id}", reservation.key_period)):
+            for window in (f"m{reservation.minute}", f"h{reservation.hour}"):
+                counters = self._windows.get((reservation.tenant, scope, window))
+                if counters is not None:  # never recreate a window that is gone
+                    counters["tok"] += tok
+                    counters["spend"] += spend
+            counters = self._windows.get((reservation.tenant, scope, f"p{period}"))
+            if counters is not None:
+                counters["spend"] += spend
+
+    async def velocity(self, tenant: str, now: float) -> dict[str, dict[str, int]]:
+        limits = self._tenants.get(tenant)
+        period = period_id(limits.budget_period if limits is not None else "month", now)
+        return {
+            "minute": dict(self._peek(tenant, "t", f"m{int(now // 60)}")),
+            "hour": dict(self._peek(tenant, "t", f"h{int(now // 3600)}")),
+            "period": {"spend": self._peek(tenant, "t", f"p{period}")["spend"]},
+        }
+
+    async def find_key(self, key_hash: str) -> KeyRecord | None:
+        return self._keys.get(key_hash)
+
+    async def save_key(self, record: KeyRecord) -> None:
+        await self.delete_key(record.id)
+        self._keys[record.sha256] = record
+
+    async def delete_key(self, key_id: str) -> KeyRecord | None:
+        for key_hash, record in list(self._keys.items()):
+            if record.id == key_id:
+                return self._keys.pop(key_hash)
+        return None
+
+    async def keys(self) -> list[KeyRecord]:
+        return sorted(self._keys.values(), key=lambda record: record.id)
+
+    async def tenant(self, name: str) -> TenantLimits | None:
+        return self._tenants.get(name)
+
+    async def save_tenant(self, tenant: TenantLimits) -> None:
+        self._tenants[tenant.name] = tenant
+
+    async def tenants(self) -> list[TenantLimits]:
+        return sorted(self._tenants.values(), key=lambda tenant: tenant.name)
+
+    async def first_use(self, tenant: str, token: str, ttl: float) -> bool:
+        if self._seen.get((tenant, token)) is not None:
+            return False
+        self._seen.set((tenant, token), "1", ttl)
+        return True
+
+    async def idempotency_begin(self, tenant: str, key: str, ttl: float) -> str | None:
+        found = self._idempotency.get((tenant, key))
+        if found is None:
+            self._idempotency.set((tenant, key), PENDING, ttl)
+        return found
+
+    async def idempotency_store(self, tenant: str, key: str, answer: str, ttl: float) -> None:
+        self._idempotency.set((tenant, key), answer, ttl)
+
+    async def idempotency_forget(self, tenant: str, key: str) -> None:
+        self._idempotency.pop((tenant, key))
+
+    async def aclose(self) -> None:
+        pass

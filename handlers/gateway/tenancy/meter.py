@@ -1,0 +1,365 @@
+"""The tenancy steps around one forwarded request, top to bottom:
+
+1. identify   the tenant and key the GatewayKey scheme verified (``request.tenant`` is set, so
+              every later log line carries it);
+2. replay     an ``Idempotency-Key`` seen before: its stored answer, or 409 while in flight;
+3. estimate   tokens and cost (fails open: the request goes on, marked degraded);
+4. seatbelt   ``X-Router-Max-Cost`` below the estimate: 402;
+5. reserve    the estimate against every limit, atomically (402 budget, 429 rates; the state
+              unreachable: the configured policy);
+6. forward    to the backends (the gateway's own retries are inside: one reservation, one charge);
+7. settle     the reservation to the actual usage (released if nothing was answered), one usage
+              record, the cost headers; for a stream all of this happens when it ends, and a
+              summary chunk precedes ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import trio
+
+from trio_router import App, Event, EventStream, HTTPError, Request, Response, StreamOutcome, await_
+
+from .config import KeyRecord, TenancyConfig, TenantLimits
+from .cost import OutputRatios, Tokens, cost, from_usage, money, predict
+from .idempotency import Idempotency
+from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
+from .usage import UsageLog, usage_record
+
+log = logging.getLogger("handlers.gateway.tenancy")
+Answer = Response | EventStream
+MAX_COST_HEADER = "x-router-max-cost"
+
+
+class Meter:
+    def __init__(self, app: App, config: TenancyConfig, state: State, usage: UsageLog | None) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self.usage = usage
+        self.idempotency = Idempotency(state, config.idempotency_ttl)
+        self.ratios = OutputRatios(config.output_ratio_alpha)
+        app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
+        app.counter("gateway_refusals", "Gateway requests refused by a limit, by scope and limit.", ("scope", "limit"))
+
+    def handle(self, request: Request, path: str, body: dict[str, Any], forward: Callable[[], Answer]) -> Answer:
+        return _Visit(self, request, path, body).run(forward)
+
+
+class _Visit:
+    """One request through the steps; what it learns on the way goes into its usage record."""
+
+    def __init__(self, meter: Meter, request: Request, path: str, body: dict[str, Any]) -> None:
+        self.meter = meter
+        self.request = request
+        self.path = path
+        self.body = body
+        self.started = time.perf_counter()
+        self.started_at = time.time()
+        self.degraded: list[str] = []
+        self.estimate = Tokens(0, 0)
+        self.estimated_cost = 0
+        self.reservation: Reservation | None = None
+        self.step_ms = 0.0
+        self.forwarded = False
+        self.idempotency_key = request.header("idempotency-key")
+        self.idempotency_key_held = self.idempotency_key is not None
+        claims = request.principal.claims
+        self.tenant: TenantLimits = claims["tenant"]
+        self.key: KeyRecord = claims["key"]
+
+    def run(self, forward: Callable[[], Answer]) -> Answer:
+        self.request.tenant = self.tenant.name
+        try:
+            replayed = self._replay()
+            if replayed is not None:
+                self._record(replayed.status, "ok", None, 0, Tokens(0, 0), 0, stream=False)
+                return replayed
+            self._estimate()
+            self._seatbelt()
+            self._reserve()
+            self.step_ms = (time.perf_counter() - self.started) * 1000
+            self.forwarded = True
+            answer = forward()
+        except BaseException as exc:
+            self._failed(exc)
+            raise
+        if isinstance(answer, EventStream):
+            return self._stream(answer)
+        return self._settle_response(answer)
+
+    # -- before ---------------------------------------------------------------------------
+
+    def _replay(self) -> Response | None:
+        """The stored answer to a repeated Idempotency-Key, or None to go on (holding the key)."""
+        try:
+            replayed = self.meter.idempotency.begin(self.tenant.name, self.idempotency_key)
+        except StateUnavailable as exc:
+            self.idempotency_key_held = False
+            self._state_unavailable(exc)
+            self._degrade("idempotency")
+            return None
+        except HTTPError:  # in flight elsewhere, or malformed: not this request's to release
+            self.idempotency_key_held = False
+            raise
+        if replayed is not None:
+            self.idempotency_key_held = False
+        return replayed
+
+    def _estimate(self) -> None:
+        try:
+            model = self.body["model"]
+            self.estimate = predict(self.body, self.path, self.meter.ratios.get(self.tenant.name))
+            self.estimated_cost = cost(self.meter.config.price(model), self.estimate)
+        except Exception:  # the seatbelt must never be the reason a request fails
+            log.exception("cost estimate failed; the request goes on unestimated")
+            self._degrade("estimate")
+
+    def _seatbelt(self) -> None:
+        ceiling = self.request.header(MAX_COST_HEADER)
+        if ceiling is None:
+            return
+        try:
+            limit = float(ceiling)
+        except ValueError:
+            raise HTTPError(400, f"{MAX_COST_HEADER} must be a number, not {ceiling!r}", close=False) from None
+        if not math.isfinite(limit) or limit < 0:
+            raise HTTPError(400, f"{MAX_COST_HEADER} must be a finite number >= 0", close=False)
+        if money(self.estimated_cost) > limit:
+            raise HTTPError(
+                402,
+                f"the estimated cost {money(self.estimated_cost):.6f} exceeds {MAX_COST_HEADER} {limit:g}",
+                close=False,
+                code="estimated_cost_too_high",
+            )
+
+    def _reserve(self) -> None:
+        ask = Ask(self.tenant, self.key, self.estimated_cost, self.estimate.total, time.time())
+        try:
+            self.reservation = await_(self.meter.state.reserve(ask))
+        except Refused as refusal:
+            self.meter.app.count("gateway_refusals", refusal.scope, refusal.limit)
+            retry = [(b"retry-after", str(refusal.retry_after).encode())] if refusal.retry_after else []
+            code = "budget_exceeded" if refusal.status == 402 else "rate_limit_exceeded"
+            raise HTTPError(refusal.status, str(refusal), close=False, headers=retry, code=code) from None
+        except StateUnavailable as exc:
+            self._state_unavailable(exc)
+
+    def _state_unavailable(self, exc: StateUnavailable) -> None:
+        if self.meter.config.state.on_error == "closed":
+            log.error("the tenancy state cannot be reached (%s); refusing (state.on_error: closed)", exc)
+            raise HTTPError(503, "limits cannot be checked now; try again shortly", close=False) from None
+        log.warning("the tenancy state cannot be reached (%s); serving unmetered (state.on_error: open)", exc)
+        if "state" not in self.degraded:
+            self._degrade("state")
+
+    def _degrade(self, step: str) -> None:
+        self.degraded.append(step)
+        self.meter.app.count("gateway_degraded", step)
+
+    # -- after ----------------------------------------------------------------------------
+
+    def _failed(self, exc: BaseException) -> None:
+        """No answer: release the reservation, record the request, let the key be used again."""
+        self._adjust(Tokens(0, 0), 0)
+        status = exc.status if isinstance(exc, HTTPError) else 499 if isinstance(exc, trio.Cancelled) else 500
+        attempts = exc.extra.get("attempts", []) if isinstance(exc, HTTPError) else []
+        outcome = "error" if self.forwarded else "refused"
+        self._record(status, outcome, None, len(attempts), Tokens(0, 0), 0, stream=False)
+        self._idempotency(self.meter.idempotency.abandon, self.idempotency_key)
+
+    def _idempotency(self, step: Callable[..., None], *args: Any) -> None:
+        """Storing or forgetting an answer: the answer goes out whatever happens to that."""
+        if not self.idempotency_key_held:
+            return
+        try:
+            step(self.tenant.name, *args)
+        except StateUnavailable as exc:
+            log.warning("the Idempotency-Key's answer could not be stored: %s", exc)
+
+    def _settle_response(self, answer: Response) -> Response:
+        used = self._usage_of(answer) if answer.status == 200 else Tokens(0, 0)
+        actual = cost(self.meter.config.price(self.body["model"]), used)
+        self._adjust(used, actual)
+        backend, attempts = _router_headers(answer.headers)
+        self._record(answer.status, "ok" if answer.status < 400 else "error", backend, attempts, used, actual, False)
+        answer.headers.extend((name.encode(), value.encode()) for name, value in self._cost_headers(actual))
+        self._idempotency(self.meter.idempotency.finish, self.idempotency_key, answer)
+        return answer
+
+    def _usage_of(self, answer: Response) -> Tokens:
+        try:
+            reported = from_usage(json.loads(answer.body).get("usage"))
+        except (ValueError, AttributeError):
+            reported = None
+        if reported is None:  # a backend that reports no usage: charge the estimate
+            return self.estimate
+        self.meter.ratios.observe(self.tenant.name, reported)
+        return reported
+
+    def _stream(self, answer: EventStream) -> EventStream:
+        tally = _Tally(self.estimate)
+        answer.source = _counted(answer.source, tally, self)
+        answer.headers.extend(self._cost_headers(None))
+        answer.on_close = lambda outcome: self._stream_closed(outcome, tally, answer.headers)
+        self._idempotency(self.meter.idempotency.finish_stream, self.idempotency_key)
+        return answer
+
+    async def _stream_closed(self, outcome: StreamOutcome, tally: _Tally, headers: list[tuple[str, str]]) -> None:
+        used = tally.tokens()
+        if tally.reported is not None:
+            self.meter.ratios.observe(self.tenant.name, tally.reported)
+        actual = cost(self.meter.config.price(self.body["model"]), used)
+        if self.reservation is not None:
+            try:
+                await shielded(self.meter.state.adjust(self.reservation, actual, used.total))
+            except StateUnavailable as exc:
+                log.warning("a stream's usage could not be settled: %s", exc)
+        backend, attempts = _router_headers(headers)
+        status = "ok" if outcome.reason == "complete" else outcome.reason
+        self._record(200, status, backend, attempts, used, actual, True, outcome.guardrails)
+
+    def summary(self, tally: _Tally) -> dict[str, Any]:
+        used = tally.tokens()
+        actual = cost(self.meter.config.price(self.body["model"]), used)
+        return {
+            "cost_estimated": money(self.estimated_cost),
+            "cost_actual": money(actual),
+            "efficiency": _efficiency(self.estimated_cost, actual),
+            "tokens_in": used.input,
+            "tokens_out": used.output,
+            "overhead_ms": round(self.step_ms, 3),
+        }
+
+    def _adjust(self, used: Tokens, actual: int) -> None:
+        if self.reservation is None:
+            return
+        try:
+            await_(shielded(self.meter.state.adjust(self.reservation, actual, used.total)))
+        except StateUnavailable as exc:
+            log.warning("a reservation could not be settled: %s", exc)
+        self.reservation = None
+
+    def _cost_headers(self, actual: int | None) -> list[tuple[str, str]]:
+        headers = [
+            ("x-router-cost-estimated", f"{money(self.estimated_cost):.6f}"),
+            ("x-router-tenancy-ms", f"{self.step_ms:.3f}"),
+        ]
+        if actual is not None:
+            headers.append(("x-router-cost-actual", f"{money(actual):.6f}"))
+            efficiency = _efficiency(self.estimated_cost, actual)
+            if efficiency is not None:
+                headers.append(("x-router-cost-efficiency", f"{efficiency:.3f}"))
+        if self.degraded:
+            headers.append(("x-router-degraded", ",".join(self.degraded)))
+        return headers
+
+    def _record(
+        self,
+        status: int,
+        outcome: str,
+        backend: str | None,
+        attempts: int,
+        used: Tokens,
+        actual: int,
+        stream: bool,
+        guardrails: dict[str, int] | None = None,
+    ) -> None:
+        usage = self.meter.usage
+        if usage is None:
+            return
+        usage.write(
+            usage_record(
+                request_id=self.request.id,
+                tenant=self.tenant.name,
+                key_id=self.key.id,
+                model=self.body.get("model"),
+                backend=backend,
+                endpoint=self.path,
+                tokens=used,
+                cost=money(actual),
+                cost_estimated=money(self.estimated_cost),
+                latency_ms=(time.perf_counter() - self.started) * 1000,
+                status=status,
+                outcome=outcome,
+                attempts=attempts,
+                stream=stream,
+                guardrails=guardrails or {},
+                idempotency_key=self.idempotency_key,
+                degraded=self.degraded,
+                started_at=self.started_at,
+            )
+        )
+
+
+def _efficiency(estimated: int, actual: int) -> float | None:
+    """How much of the estimate was used (1.0: exact; below: the estimate was generous)."""
+    return round(actual / estimated, 4) if estimated > 0 else None
+
+
+def _router_headers(headers: list[tuple[Any, Any]]) -> tuple[str | None, int]:
+    found = {_text(name): _text(value) for name, value in headers}
+    attempts = found.get("x-router-attempts", "0")
+    return found.get("x-router-backend"), int(attempts) if attempts.isdigit() else 0
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+class _Tally:
+    """What a stream carried: its ``usage`` chunk if the backend sent one, else counted text."""
+
+    def __init__(self, estimate: Tokens) -> None:
+        self.estimate = estimate
+        self.chars = 0
+        self.reported: Tokens | None = None
+        self.template: dict[str, Any] | None = None
+
+    def observe(self, data: str) -> None:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            self.chars += len(data)
+            return
+        if not isinstance(chunk, dict):
+            return
+        self.template = chunk
+        reported = from_usage(chunk.get("usage"))
+        if reported is not None:
+            self.reported = reported
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict):
+                delta = choice.get("delta")
+                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+                if isinstance(text, str):
+                    self.chars += len(text)
+
+    def tokens(self) -> Tokens:
+        if self.reported is not None:
+            return self.reported
+        return Tokens(self.estimate.input, math.ceil(self.chars / 4))
+
+
+def _counted(source: Any, tally: _Tally, visit: _Visit) -> Iterator[Event | str]:
+    """The stream's events as they come, counted; the cost summary chunk before ``[DONE]``.
+    Closing this closes the source (the upstream request)."""
+    try:
+        for item in source:
+            data = item.data if isinstance(item, Event) else item
+            if data == "[DONE]":
+                head = {key: value for key, value in (tally.template or {}).items() if key not in ("choices", "usage")}
+                yield Event({**head, "choices": [], "router": visit.summary(tally)})
+            elif isinstance(data, str):
+                tally.observe(data)
+            yield item
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
