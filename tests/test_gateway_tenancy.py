@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.conftest import Running, serve
 from tests.test_cli import ServerProcess
 from tests.test_mock_backend import free_port_pair
 from trio_router import App
+from trio_router.security.verifiers import sign
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,3 +230,123 @@ async def test_rate_limits_budgets_and_the_seatbelt_through_the_sdk(
     refused = [r for r in found if r["outcome"] == "refused"]
     assert sorted(r["status"] for r in refused) == [400, 402, 402, 429]
     assert all(r["cost"] == 0 for r in refused)
+
+
+async def test_idempotency_key_replays_the_answer_and_charges_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
+) -> None:
+    async with serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin):
+        headers = {"authorization": f"Bearer {KEYS['acme']}"}
+
+        async def post(client: httpx.AsyncClient, key: str, model: str = "m-fast", **extra: Any) -> httpx.Response:
+            body = {"model": model, "messages": HELLO, **extra}
+            return await client.post("/v1/chat/completions", json=body, headers={**headers, "idempotency-key": key})
+
+        async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
+            first = await post(client, "order-1")
+            again = await post(client, "order-1")
+            replies: dict[str, httpx.Response] = {}
+
+            async def slow(name: str) -> None:
+                replies[name] = await post(client, "order-2", model="m-slow")
+
+            async with trio.open_nursery() as nursery:  # the slow backend takes 1 s: the second is in flight
+                nursery.start_soon(slow, "first")
+                await trio.sleep(0.3)
+                nursery.start_soon(slow, "second")
+            streamed = await post(client, "order-3", stream=True)
+            stream_again = await post(client, "order-3", stream=True)
+            other_tenant = await client.post(
+                "/v1/chat/completions",
+                json={"model": "m-fast", "messages": HELLO},
+                headers={"authorization": f"Bearer {KEYS['beta']}", "idempotency-key": "order-1"},
+            )
+            tenant = (await client.get(f"{admin}/admin/tenants/acme", headers={"x-admin-token": ADMIN_TOKEN})).json()
+    assert first.status_code == again.status_code == 200
+    assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert replies["first"].status_code == 200
+    assert replies["second"].status_code == 409
+    assert replies["second"].json()["error"]["code"] == "idempotency_key_in_use"
+    assert streamed.status_code == 200 and stream_again.status_code == 409
+    assert other_tenant.status_code == 200 and other_tenant.content != first.content  # keys are per tenant
+    # charged: order-1 once, order-2 once, order-3 once (replays and refusals cost nothing)
+    assert tenant["usage"]["minute"]["req"] + tenant["usage"]["hour"]["req"] == 2 * 3
+
+
+async def test_signed_keys_need_a_fresh_valid_signature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
+) -> None:
+    key = KEYS["signed"]
+    body = json.dumps({"model": "m-fast", "messages": HELLO}).encode()
+    target = "/v1/chat/completions"
+
+    def signature(stamp: int, payload: bytes = body) -> str:
+        return f"t={stamp}, sig={sign(key.encode(), stamp, 'POST', target, payload)}"
+
+    async with serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, _):
+        async with httpx.AsyncClient(base_url=running.url) as client:
+
+            async def post(sig: str | None, payload: bytes = body) -> httpx.Response:
+                headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+                if sig is not None:
+                    headers["x-router-signature"] = sig
+                return await client.post(target, content=payload, headers=headers)
+
+            now = int(time.time())
+            unsigned = await post(None)
+            good = await post(signature(now))
+            replayed = await post(signature(now))
+            stale = await post(signature(now - 3600))
+            tampered = await post(signature(now + 1), body.replace(b"hello", b"HELLO"))
+    assert good.status_code == 200
+    assert unsigned.status_code == 401 and "must sign" in unsigned.json()["error"]["message"]
+    assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
+    assert stale.status_code == 401 and "timestamp" in stale.json()["error"]["message"]
+    assert tampered.status_code == 401 and "does not match" in tampered.json()["error"]["message"]
+
+
+async def test_admin_makes_tenants_and_keys_that_work_at_once_and_revokes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
+) -> None:
+    async with serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin):
+        async with httpx.AsyncClient(base_url=admin, headers={"x-admin-token": ADMIN_TOKEN}) as admin_client:
+            no_tenant = await admin_client.post("/admin/keys", json={"tenant": "gamma"})
+            config_tenant = await admin_client.put("/admin/tenants/acme", json={"rpm": 1})
+            made = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1})
+            created = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
+            taken = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
+            listed = (await admin_client.get("/admin/keys")).json()["keys"]
+            async with httpx.AsyncClient(base_url=running.url) as client:
+
+                async def ask() -> httpx.Response:
+                    headers = {"authorization": f"Bearer {created.json()['key']}"}
+                    return await client.post("/v1/embeddings", json={"model": "m-fast", "input": "x"}, headers=headers)
+
+                used, limited = await ask(), await ask()
+                revoked = await admin_client.delete("/admin/keys/gamma-1")
+                after = await ask()
+            gamma = (await admin_client.get("/admin/tenants/gamma")).json()
+            unknown_field = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1, "colour": "red"})
+    assert no_tenant.status_code == 404 and config_tenant.status_code == 409
+    assert made.status_code == 200 and created.status_code == 201 and taken.status_code == 409
+    assert created.json()["key"].startswith("sk-tr-")
+    assert {k["id"]: k["source"] for k in listed} == {
+        "acme-main": "config", "acme-slow": "config", "acme-signed": "config", "beta-main": "config", "gamma-1": "admin"
+    }  # fmt: skip
+    assert all("sha256" not in k and "key" not in k for k in listed)
+    assert (used.status_code, limited.status_code, revoked.status_code, after.status_code) == (200, 429, 204, 401)
+    assert gamma["usage"]["minute"]["req"] == 1 and gamma["source"] == "admin"
+    assert unknown_field.status_code == 400
+
+
+def test_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"tenants": [{"name": "acme", "rpm": 10}], "embedded_mock": True}))
+    process = ServerProcess(
+        "--handlers", "handlers.gateway", "--spec", str(SPEC), "--workers", "2", env={"GATEWAY_CONFIG": str(config)}
+    )
+    assert process.process.wait(30) == 1
+    process.close()
+    assert "--workers 2 with the in-memory tenancy state" in "".join(process.lines)
+    assert "state.backend: redis" in "".join(process.lines)

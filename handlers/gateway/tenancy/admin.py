@@ -48,7 +48,7 @@ class TenancyAdmin:
         return self._tenant_view(tenant)
 
     def _tenant_view(self, tenant: TenantLimits) -> dict[str, Any]:
-        counters = _state(self.tenancy.state.velocity(tenant.name, time.time()))
+        counters = _state(self.tenancy.state.velocity(tenant, time.time()))
         for window in counters.values():
             if "spend" in window:
                 window["spend"] = money(window["spend"])

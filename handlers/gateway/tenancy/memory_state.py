@@ -109,9 +109,8 @@ class MemoryState:
             if counters is not None:
                 counters["spend"] += spend
 
-    async def velocity(self, tenant: str, now: float) -> dict[str, dict[str, int]]:
-        limits = self._tenants.get(tenant)
-        period = period_id(limits.budget_period if limits is not None else "month", now)
+    async def velocity(self, limits: TenantLimits, now: float) -> dict[str, dict[str, int]]:
+        tenant, period = limits.name, period_id(limits.budget_period, now)
         return {
             "minute": dict(self._peek(tenant, "t", f"m{int(now // 60)}")),
             "hour": dict(self._peek(tenant, "t", f"h{int(now // 3600)}")),

@@ -129,6 +129,10 @@ class RedisState:
             self._open.set()
             await trio.sleep_forever()
 
+    async def opened(self) -> None:
+        """Wait until ``run`` has opened the client."""
+        await self._open.wait()
+
     async def _call(self, call: Awaitable[T]) -> T:
         try:
             with trio.fail_after(self.timeout):
@@ -158,18 +162,17 @@ class RedisState:
         deltas = [cost - reservation.cost, tokens - reservation.tokens]
         await self._call(self._adjust(keys=_window_keys(reservation), args=deltas))
 
-    async def velocity(self, tenant: str, now: float) -> dict[str, dict[str, int]]:
-        limits = await self.tenant(tenant)
-        tag = _tag(tenant)
-        period = period_id(limits.budget_period if limits is not None else "month", now)
+    async def velocity(self, limits: TenantLimits, now: float) -> dict[str, dict[str, int]]:
+        tag = _tag(limits.name)
+        period = period_id(limits.budget_period, now)
         found = {}
-        for name, key in (
-            ("minute", f"m:{int(now // 60)}"),
-            ("hour", f"h:{int(now // 3600)}"),
-            ("period", f"p:{period}"),
+        for name, key, fields in (
+            ("minute", f"m:{int(now // 60)}", ("req", "tok", "spend")),
+            ("hour", f"h:{int(now // 3600)}", ("req", "tok", "spend")),
+            ("period", f"p:{period}", ("spend",)),
         ):
             values = await self._call(self.client.hgetall(f"{tag}:t:{key}"))
-            found[name] = {field: int(value) for field, value in values.items()}
+            found[name] = {field: int(values.get(field, 0)) for field in fields}
         return found
 
     async def find_key(self, key_hash: str) -> KeyRecord | None:

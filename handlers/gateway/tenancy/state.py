@@ -98,7 +98,7 @@ class State(Protocol):
 
     async def adjust(self, reservation: Reservation, cost: int, tokens: int) -> None: ...
 
-    async def velocity(self, tenant: str, now: float) -> dict[str, dict[str, int]]:
+    async def velocity(self, tenant: TenantLimits, now: float) -> dict[str, dict[str, int]]:
         """The tenant's counters for the current minute, hour and budget period."""
 
     async def find_key(self, key_hash: str) -> KeyRecord | None: ...
