@@ -284,21 +284,23 @@ async def test_signed_keys_need_a_fresh_valid_signature(
     def signature(stamp: int, payload: bytes = body) -> str:
         return f"t={stamp}, sig={sign(key.encode(), stamp, 'POST', target, payload)}"
 
-    async with serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, _):
-        async with httpx.AsyncClient(base_url=running.url) as client:
+    async with (
+        serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, _),
+        httpx.AsyncClient(base_url=running.url) as client,
+    ):
 
-            async def post(sig: str | None, payload: bytes = body) -> httpx.Response:
-                headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
-                if sig is not None:
-                    headers["x-router-signature"] = sig
-                return await client.post(target, content=payload, headers=headers)
+        async def post(sig: str | None, payload: bytes = body) -> httpx.Response:
+            headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+            if sig is not None:
+                headers["x-router-signature"] = sig
+            return await client.post(target, content=payload, headers=headers)
 
-            now = int(time.time())
-            unsigned = await post(None)
-            good = await post(signature(now))
-            replayed = await post(signature(now))
-            stale = await post(signature(now - 3600))
-            tampered = await post(signature(now + 1), body.replace(b"hello", b"HELLO"))
+        now = int(time.time())
+        unsigned = await post(None)
+        good = await post(signature(now))
+        replayed = await post(signature(now))
+        stale = await post(signature(now - 3600))
+        tampered = await post(signature(now + 1), body.replace(b"hello", b"HELLO"))
     assert good.status_code == 200
     assert unsigned.status_code == 401 and "must sign" in unsigned.json()["error"]["message"]
     assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]
@@ -309,25 +311,27 @@ async def test_signed_keys_need_a_fresh_valid_signature(
 async def test_admin_makes_tenants_and_keys_that_work_at_once_and_revokes_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
 ) -> None:
-    async with serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin):
-        async with httpx.AsyncClient(base_url=admin, headers={"x-admin-token": ADMIN_TOKEN}) as admin_client:
-            no_tenant = await admin_client.post("/admin/keys", json={"tenant": "gamma"})
-            config_tenant = await admin_client.put("/admin/tenants/acme", json={"rpm": 1})
-            made = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1})
-            created = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
-            taken = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
-            listed = (await admin_client.get("/admin/keys")).json()["keys"]
-            async with httpx.AsyncClient(base_url=running.url) as client:
+    async with (
+        serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin),
+        httpx.AsyncClient(base_url=admin, headers={"x-admin-token": ADMIN_TOKEN}) as admin_client,
+    ):
+        no_tenant = await admin_client.post("/admin/keys", json={"tenant": "gamma"})
+        config_tenant = await admin_client.put("/admin/tenants/acme", json={"rpm": 1})
+        made = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1})
+        created = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
+        taken = await admin_client.post("/admin/keys", json={"tenant": "gamma", "id": "gamma-1"})
+        listed = (await admin_client.get("/admin/keys")).json()["keys"]
+        async with httpx.AsyncClient(base_url=running.url) as client:
 
-                async def ask() -> httpx.Response:
-                    headers = {"authorization": f"Bearer {created.json()['key']}"}
-                    return await client.post("/v1/embeddings", json={"model": "m-fast", "input": "x"}, headers=headers)
+            async def ask() -> httpx.Response:
+                headers = {"authorization": f"Bearer {created.json()['key']}"}
+                return await client.post("/v1/embeddings", json={"model": "m-fast", "input": "x"}, headers=headers)
 
-                used, limited = await ask(), await ask()
-                revoked = await admin_client.delete("/admin/keys/gamma-1")
-                after = await ask()
-            gamma = (await admin_client.get("/admin/tenants/gamma")).json()
-            unknown_field = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1, "colour": "red"})
+            used, limited = await ask(), await ask()
+            revoked = await admin_client.delete("/admin/keys/gamma-1")
+            after = await ask()
+        gamma = (await admin_client.get("/admin/tenants/gamma")).json()
+        unknown_field = await admin_client.put("/admin/tenants/gamma", json={"rpm": 1, "colour": "red"})
     assert no_tenant.status_code == 404 and config_tenant.status_code == 409
     assert made.status_code == 200 and created.status_code == 201 and taken.status_code == 409
     assert created.json()["key"].startswith("sk-tr-")

@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         "mock-backend", help="serve a mock OpenAI-compatible model backend (for gateways: streams, usage, faults)"
     )
     mock_backend.add_arguments(mock)
+    usage = commands.add_parser("usage", help="summarise the gateway's usage records per tenant, model and day")
+    usage.add_argument("source", help="a usage JSONL file, or redis://host:port/db for a stream")
+    usage.add_argument("--stream", default="trio-router:usage", help="the stream name (redis sources)")
+    usage.add_argument("--format", choices=["table", "json"], default="table")
     diagnose = commands.add_parser("diagnose", help="measure what a suspended sync handler costs in memory")
     diagnose.add_argument("--count", type=int, default=10_000, help="handlers suspended at once (default 10000)")
     return parser
@@ -110,6 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"suspending {args.count} handlers ...", file=sys.stderr)
         print(measure_suspended_handlers(args.count).render())
         return 0
+    if args.command == "usage":
+        from handlers.gateway.tenancy.usage_report import run as usage_report  # the gateway's, loaded on use
+
+        return usage_report(args)
     if args.command == "mock-backend":
         configure_logging(Settings.model_validate({}))
         try:
