@@ -45,9 +45,13 @@ def backend() -> Iterator[dict[str, str]]:
     urls = {}
     processes = []
     try:
-        for name, extra in (("fast", ()), ("slow", ("--latency", "1"))):
+        for name, models, extra in (
+            ("fast", "m-fast,m-retry", ()),
+            ("slow", "m-slow", ("--latency", "1")),
+            ("broken", "m-retry", ("--fail-rate", "1")),
+        ):
             port = free_port_pair()
-            args = ("--port", str(port), "--name", name, "--models", f"m-{name}", "--tokens-per-second", "0", *extra)
+            args = ("--port", str(port), "--name", name, "--models", models, "--tokens-per-second", "0", *extra)
             process = ServerProcess(*args, command=("mock-backend",))
             processes.append(process)
             process.wait_for_log(rf"listening on http://127.0.0.1:{port + 1}")
@@ -61,9 +65,11 @@ def backend() -> Iterator[dict[str, str]]:
 def base_config(tmp_path: Path, backend: dict[str, str]) -> dict[str, Any]:
     return {
         "backends": [
-            {"name": "fast", "url": backend["fast"], "models": ["m-fast"]},
+            {"name": "fast", "url": backend["fast"], "models": ["m-fast", "m-retry"]},
             {"name": "slow", "url": backend["slow"], "models": ["m-slow"]},
+            {"name": "broken", "url": backend["broken"], "models": ["m-retry"], "weight": 1000},  # tried first
         ],
+        "retry_delay": 0.01,
         "pricing": {"m-fast": {"input": 1.0, "output": 2.0}, "*": {"input": 1.0, "output": 1.0}},
         "tenants": [
             {
@@ -272,6 +278,27 @@ async def test_idempotency_key_replays_the_answer_and_charges_once(
     assert other_tenant.status_code == 200 and other_tenant.content != first.content  # keys are per tenant
     # charged: order-1 once, order-2 once, order-3 once (replays and refusals cost nothing)
     assert tenant["usage"]["minute"]["req"] + tenant["usage"]["hour"]["req"] == 2 * 3
+
+
+async def test_a_request_the_gateway_retried_is_charged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
+) -> None:
+    async with (
+        serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin),
+        httpx.AsyncClient() as client,
+    ):
+        reply = await client.post(
+            f"{running.url}/v1/chat/completions",
+            json={"model": "m-retry", "messages": HELLO},
+            headers={"authorization": f"Bearer {KEYS['acme']}"},
+        )
+        tenant = (await client.get(f"{admin}/admin/tenants/acme", headers={"x-admin-token": ADMIN_TOKEN})).json()
+        (record,) = await records(tmp_path / "usage.jsonl", 1)
+    assert reply.status_code == 200 and reply.headers["x-router-attempts"] == "2"
+    assert reply.headers["x-router-backend"] == "fast"
+    assert tenant["usage"]["hour"]["req"] == 1
+    assert tenant["usage"]["hour"]["spend"] == float(reply.headers["x-router-cost-actual"]) == record["cost"]
+    assert (record["attempts"], record["backend"]) == (2, "fast")
 
 
 async def test_signed_keys_need_a_fresh_valid_signature(

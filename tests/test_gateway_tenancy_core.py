@@ -159,3 +159,13 @@ def test_redis_state_agrees_with_the_in_memory_state(
 
     in_memory, in_redis = trio.run(both)
     assert in_redis == in_memory
+
+
+async def test_remembered_signatures_and_answers_are_bounded() -> None:
+    state = MemoryState()
+    state._idempotency.max_items = 3
+    for key in "abcd":
+        assert await state.idempotency_begin("t", key, ttl=60) is None
+    assert await state.idempotency_begin("t", "d", ttl=60) == "pending"
+    assert await state.idempotency_begin("t", "a", ttl=60) is None  # the oldest went first
+    assert await state.first_use("t", "sig", ttl=60) and not await state.first_use("t", "sig", ttl=60)

@@ -14,6 +14,7 @@ import structlog
 from tests.conftest import serve
 from tests.sync_apps import SyncProbe, build_sync_app
 from tests.test_cli import running
+from trio_router import App, Request
 from trio_router.observability.logs import REDACTED, Redactor, configure_logging
 from trio_router.observability.tracing import TraceContext
 from trio_router.settings import Settings
@@ -150,3 +151,27 @@ def test_pii_redaction_in_logs_can_be_turned_off(capsys: pytest.CaptureFixture[s
     configure_logging(Settings(log_format="json", log_redact_pii=False))
     logging.getLogger("tests.pii").warning("mail ann@example.com")
     assert json.loads(capsys.readouterr().err)["event"] == "mail ann@example.com"
+
+
+async def test_lines_logged_while_serving_carry_the_request_id_and_tenant(
+    capsys: pytest.CaptureFixture[str], own_logging: None
+) -> None:
+    configure_logging(Settings(log_format="json"))
+    app = App()
+
+    @app.route("GET", "/work")
+    def work(request: Request) -> dict[str, bool]:
+        request.tenant = "acme"  # what an app sets once it knows who is calling
+        logging.getLogger("tests.work").warning("working")
+        return {"ok": True}
+
+    async with serve(app) as running:
+        client = await running.connect()
+        await client.request("GET", "/work", headers=[("x-request-id", "req-7")])
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (line,) = [entry for entry in logged if entry["event"] == "working"]
+    assert (line["request_id"], line["tenant"]) == ("req-7", "acme")
+    (access,) = [entry for entry in logged if entry["event"] == "request"]
+    assert access["tenant"] == "acme"
+    structlog.get_logger("tests.work").info("outside any request")
+    assert "tenant" not in json.loads(capsys.readouterr().err)

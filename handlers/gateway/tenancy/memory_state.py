@@ -11,11 +11,14 @@ Counters = dict[str, int]  # "req", "tok", "spend"
 
 
 class _Expiring:
-    """A dict whose entries vanish after their time to live (swept now and then, read lazily)."""
+    """A dict whose entries vanish after their time to live (swept now and then, read lazily),
+    holding at most ``max_items``: past that the oldest go first. Every entry of one of these
+    has the same time to live, so the oldest are the nearest to expiring anyway."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_items: int) -> None:
         self._items: dict[tuple[str, str], tuple[str, float]] = {}
         self._writes = 0
+        self.max_items = max_items
 
     def get(self, key: tuple[str, str]) -> str | None:
         item = self._items.get(key)
@@ -29,6 +32,8 @@ class _Expiring:
             now = time.monotonic()
             self._items = {k: v for k, v in self._items.items() if v[1] > now}
         self._items[key] = (value, time.monotonic() + ttl)
+        if len(self._items) > self.max_items:
+            del self._items[next(iter(self._items))]
 
     def pop(self, key: tuple[str, str]) -> None:
         self._items.pop(key, None)
@@ -42,8 +47,10 @@ class MemoryState:
         self._swept_minute = 0
         self._keys: dict[str, KeyRecord] = {}  # by hash
         self._tenants: dict[str, TenantLimits] = {}
-        self._seen = _Expiring()
-        self._idempotency = _Expiring()
+        # Bounded, so no client can grow this process without limit: signatures seen within the
+        # replay window, and idempotent answers (bodies included) within their time to live.
+        self._seen = _Expiring(max_items=1_000_000)
+        self._idempotency = _Expiring(max_items=50_000)
 
     async def reserve(self, ask: Ask) -> Reservation:
         reservation = reservation_for(ask)
