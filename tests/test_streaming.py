@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import trio
+import trio.lowlevel
 import trio.testing
 
 import trio_router
 from tests.conftest import serve
 from tests.specs import SSE_RESPONSE, write_spec
-from trio_router import App, Event, EventStream, Request
+from trio_router import App, Event, EventStream, Request, StreamOutcome
 from trio_router.streaming.sse import encode
 
 
@@ -37,6 +38,11 @@ class Log:
         self.produced = 0
         self.closed = trio.Event()
         self.last_event_id: str | None = None
+        self.outcomes: list[tuple[str, bool]] = []  # each on_close: the reason, and whether finally had run
+
+    async def ended(self, outcome: StreamOutcome) -> None:
+        await trio.lowlevel.checkpoint()  # on_close may await
+        self.outcomes.append((outcome.reason, self.closed.is_set()))
 
 
 def build(log: Log) -> App:
@@ -55,7 +61,7 @@ def build(log: Log) -> App:
             finally:
                 log.closed.set()
 
-        return EventStream(generate(), keepalive=0.4)
+        return EventStream(generate(), keepalive=0.4, on_close=log.ended)
 
     @app.route("GET", "/forever", timeout=5)
     async def forever(request: Request) -> EventStream:
@@ -66,7 +72,7 @@ def build(log: Log) -> App:
             finally:
                 log.closed.set()
 
-        return EventStream(generate(), keepalive=100)
+        return EventStream(generate(), keepalive=100, on_close=log.ended)
 
     @app.route("GET", "/flood")
     def flood(request: Request) -> EventStream:
@@ -86,7 +92,7 @@ def build(log: Log) -> App:
             yield "one"
             raise RuntimeError("boom")
 
-        return EventStream(generate())
+        return EventStream(generate(), on_close=log.ended)
 
     return app
 
@@ -110,6 +116,7 @@ async def test_events_keepalives_and_last_event_id(autojump_clock: trio.testing.
     # One second between events, a keep-alive every 0.4 s of silence: two before each event.
     assert events.count(b": keep-alive") == 6
     assert log.closed.is_set()
+    assert log.outcomes == [("complete", True)]
 
 
 async def test_the_deadline_severs_the_stream_with_a_terminal_event(autojump_clock: trio.testing.MockClock) -> None:
@@ -124,6 +131,7 @@ async def test_the_deadline_severs_the_stream_with_a_terminal_event(autojump_clo
         == b'data: started\n\nevent: error\ndata: {"error":"deadline","detail":"the stream reached its deadline"}\n\n'
     )
     assert log.closed.is_set()  # the generator's finally ran
+    assert log.outcomes == [("deadline", True)]
 
 
 async def test_a_disconnect_closes_the_generator(autojump_clock: trio.testing.MockClock) -> None:
@@ -139,6 +147,7 @@ async def test_a_disconnect_closes_the_generator(autojump_clock: trio.testing.Mo
             await log.closed.wait()
         await trio.testing.wait_all_tasks_blocked()
         assert not running.server.context.connections  # type: ignore[union-attr]  # the connection is freed too
+        assert log.outcomes == [("disconnect", True)]  # once, after the generator's finally
 
 
 async def test_a_slow_reader_holds_the_generator_back() -> None:
@@ -163,7 +172,8 @@ async def test_a_slow_reader_holds_the_generator_back() -> None:
 
 
 async def test_a_failing_generator_ends_the_stream_with_an_error_event() -> None:
-    async with serve(build(Log())) as running:
+    log = Log()
+    async with serve(build(log)) as running:
         client = await running.connect()
         body = await read_all(client, "/broken")
         assert body.endswith(
@@ -172,6 +182,7 @@ async def test_a_failing_generator_ends_the_stream_with_an_error_event() -> None
         )
         assert body.startswith(b"data: one\n\n")
         assert (await client.request("GET", "/broken")).status == 200  # the connection lives on
+    assert [reason for reason, _ in log.outcomes] == ["internal", "internal"]
 
 
 def stream_spec(directory: Path) -> Path:

