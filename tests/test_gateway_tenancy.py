@@ -22,7 +22,7 @@ import trio
 import yaml
 
 import handlers.gateway as gateway
-from tests.conftest import Running, serve
+from tests.conftest import Running, raw_request, serve
 from tests.test_cli import ServerProcess
 from tests.test_mock_backend import free_port_pair
 from trio_router import App
@@ -299,6 +299,26 @@ async def test_a_request_the_gateway_retried_is_charged_once(
     assert tenant["usage"]["hour"]["req"] == 1
     assert tenant["usage"]["hour"]["spend"] == float(reply.headers["x-router-cost-actual"]) == record["cost"]
     assert (record["attempts"], record["backend"]) == (2, "fast")
+
+
+async def test_a_client_that_hangs_up_is_recorded_and_its_reservation_released(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: dict[str, str]
+) -> None:
+    async with (
+        serve_gateway(tmp_path, monkeypatch, base_config(tmp_path, backend)) as (running, admin),
+        httpx.AsyncClient() as client,
+    ):
+        raw = await running.connect()
+        body = json.dumps({"model": "m-slow", "messages": HELLO, "max_tokens": 50}).encode()
+        headers = [("authorization", f"Bearer {KEYS['acme']}"), ("content-type", "application/json")]
+        await raw.send(raw_request("POST", "/v1/chat/completions", body, headers))
+        await trio.sleep(0.3)  # the slow backend answers after 1 s
+        await raw.aclose()
+        (record,) = await records(tmp_path / "usage.jsonl", 1)
+        tenant = (await client.get(f"{admin}/admin/tenants/acme", headers={"x-admin-token": ADMIN_TOKEN})).json()
+    assert (record["status"], record["outcome"], record["cost"]) == (499, "error", 0)
+    assert record["cost_estimated"] > 0
+    assert tenant["usage"]["hour"] == {"req": 1, "tok": 0, "spend": 0}  # reserved, then released
 
 
 async def test_signed_keys_need_a_fresh_valid_signature(

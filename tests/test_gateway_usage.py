@@ -107,6 +107,17 @@ async def test_a_failing_sink_is_retried_with_backoff_and_nothing_is_lost(
         nursery.cancel_scope.cancel()  # shutdown exports what is left
     assert lines(sink_path)[-1]["record_id"] == last["record_id"]
     assert app.stats.counters["gateway_usage_export_failures"] == {("flaky",): 4}
+    assert list((tmp_path / "spool").iterdir()) == []  # a clean stop leaves no spool behind
+
+
+def test_a_record_the_spool_cannot_take_is_logged_and_counted_not_raised(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    app = App()
+    log = UsageLog(app, UsageConfig(spool_dir=str(blocked / "spool")), JsonlSink(str(tmp_path / "u.jsonl")))
+    log.write(record())
+    assert app.stats.counters["gateway_usage_spool_failures"] == {(): 1}
+    assert "gateway_usage_records" not in app.stats.counters
 
 
 def test_the_usage_command_summarises_per_tenant_model_and_day(tmp_path: Path) -> None:

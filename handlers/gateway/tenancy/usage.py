@@ -118,16 +118,24 @@ class UsageLog:
         self._own: _Spool | None = None
         self.exported = 0
         app.counter("gateway_usage_records", "Usage records written to the spool.", ())
+        app.counter("gateway_usage_spool_failures", "Usage records the spool could not take (logged in full).", ())
         app.counter(
             "gateway_usage_export_failures", "Usage exports that failed and will be retried, by sink.", ("sink",)
         )
 
     def write(self, record: dict[str, Any]) -> None:
+        """Spool one record. A spool that cannot be written (disk full) loses the record, loudly
+        (error log with the record, metric), rather than failing a request already answered."""
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-        spool = self._own or self._open_own()
-        os.write(spool.fd, line)
-        if self.config.fsync:
-            os.fsync(spool.fd)
+        try:
+            spool = self._own or self._open_own()
+            os.write(spool.fd, line)
+            if self.config.fsync:
+                os.fsync(spool.fd)
+        except OSError as exc:
+            self.app.count("gateway_usage_spool_failures")
+            log.error("usage record not spooled (%s): %s", exc, line.decode().rstrip())
+            return
         self.app.count("gateway_usage_records")
 
     def _open_own(self) -> _Spool:
@@ -160,6 +168,13 @@ class UsageLog:
                         await self.export_round()
                     except OSError as exc:
                         log.warning("usage left in the spool at shutdown (%s); the next start exports it", exc)
+                    else:
+                        self._remove_own_if_exported()
+
+    def _remove_own_if_exported(self) -> None:
+        if self._own is not None and self._own.offset == self._own.size():
+            self._own.remove()
+            self._own = None
 
     async def export_round(self) -> None:
         """Export this process's spool, then any spool whose owner is gone."""
