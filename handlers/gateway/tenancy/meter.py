@@ -19,16 +19,17 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from trio_router import App, Event, EventStream, HTTPError, Request, Response, StreamOutcome, await_
+from trio_router import App, EventStream, HTTPError, Request, Response, StreamOutcome, await_
 
 from .config import KeyRecord, TenancyConfig, TenantLimits
 from .cost import OutputRatios, Tokens, cost, from_usage, money, predict
 from .idempotency import Idempotency
+from .metered_stream import Tally, counted
 from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
 from .usage import UsageLog, usage_record
 
@@ -45,6 +46,7 @@ class Meter:
         self.usage = usage
         self.idempotency = Idempotency(state, config.idempotency_ttl)
         self.ratios = OutputRatios(config.output_ratio_alpha)
+        self.outage_log = _OncePerSecond()
         app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
         app.counter("gateway_refusals", "Gateway requests refused by a limit, by scope and limit.", ("scope", "limit"))
 
@@ -152,10 +154,12 @@ class _Visit:
             self._state_unavailable(exc)
 
     def _state_unavailable(self, exc: StateUnavailable) -> None:
-        if self.meter.config.state.on_error == "closed":
-            log.error("the tenancy state cannot be reached (%s); refusing (state.on_error: closed)", exc)
+        closed = self.meter.config.state.on_error == "closed"
+        self.meter.outage_log.warn(
+            "the tenancy state cannot be reached (%s); %s", exc, "refusing" if closed else "serving unmetered"
+        )
+        if closed:
             raise HTTPError(503, "limits cannot be checked now; try again shortly", close=False) from None
-        log.warning("the tenancy state cannot be reached (%s); serving unmetered (state.on_error: open)", exc)
         if "state" not in self.degraded:
             self._degrade("state")
 
@@ -204,14 +208,14 @@ class _Visit:
         return reported
 
     def _stream(self, answer: EventStream) -> EventStream:
-        tally = _Tally(self.estimate)
-        answer.source = _counted(answer.source, tally, self)
+        tally = Tally(self.estimate)
+        answer.source = counted(answer.source, tally, self.summary)
         answer.headers.extend(self._cost_headers(None))
         answer.on_close = lambda outcome: self._stream_closed(outcome, tally, answer.headers)
         self._idempotency(self.meter.idempotency.finish_stream, self.idempotency_key)
         return answer
 
-    async def _stream_closed(self, outcome: StreamOutcome, tally: _Tally, headers: list[tuple[str, str]]) -> None:
+    async def _stream_closed(self, outcome: StreamOutcome, tally: Tally, headers: list[tuple[str, str]]) -> None:
         used = tally.tokens()
         if tally.reported is not None:
             self.meter.ratios.observe(self.tenant.name, tally.reported)
@@ -225,7 +229,7 @@ class _Visit:
         status = "ok" if outcome.reason == "complete" else outcome.reason
         self._record(200, status, backend, attempts, used, actual, True, outcome.guardrails)
 
-    def summary(self, tally: _Tally) -> dict[str, Any]:
+    def summary(self, tally: Tally) -> dict[str, Any]:
         used = tally.tokens()
         actual = cost(self.meter.config.price(self.body["model"]), used)
         return {
@@ -298,6 +302,25 @@ class _Visit:
         )
 
 
+class _OncePerSecond:
+    """A warning that every request of an outage would repeat: logged at most once a second,
+    with how many were left out."""
+
+    def __init__(self) -> None:
+        self._second = 0
+        self._left_out = 0
+
+    def warn(self, message: str, *args: object) -> None:
+        second = int(time.monotonic())
+        if second == self._second:
+            self._left_out += 1
+            return
+        if self._left_out:
+            message += f" ({self._left_out} more like this in the last second)"
+        self._second, self._left_out = second, 0
+        log.warning(message, *args)
+
+
 def _efficiency(estimated: int, actual: int) -> float | None:
     """How much of the estimate was used (1.0: exact; below: the estimate was generous)."""
     return round(actual / estimated, 4) if estimated > 0 else None
@@ -311,55 +334,3 @@ def _router_headers(headers: list[tuple[Any, Any]]) -> tuple[str | None, int]:
 
 def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-class _Tally:
-    """What a stream carried: its ``usage`` chunk if the backend sent one, else counted text."""
-
-    def __init__(self, estimate: Tokens) -> None:
-        self.estimate = estimate
-        self.chars = 0
-        self.reported: Tokens | None = None
-        self.template: dict[str, Any] | None = None
-
-    def observe(self, data: str) -> None:
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            self.chars += len(data)
-            return
-        if not isinstance(chunk, dict):
-            return
-        self.template = chunk
-        reported = from_usage(chunk.get("usage"))
-        if reported is not None:
-            self.reported = reported
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict):
-                delta = choice.get("delta")
-                text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-                if isinstance(text, str):
-                    self.chars += len(text)
-
-    def tokens(self) -> Tokens:
-        if self.reported is not None:
-            return self.reported
-        return Tokens(self.estimate.input, math.ceil(self.chars / 4))
-
-
-def _counted(source: Any, tally: _Tally, visit: _Visit) -> Iterator[Event | str]:
-    """The stream's events as they come, counted; the cost summary chunk before ``[DONE]``.
-    Closing this closes the source (the upstream request)."""
-    try:
-        for item in source:
-            data = item.data if isinstance(item, Event) else item
-            if data == "[DONE]":
-                head = {key: value for key, value in (tally.template or {}).items() if key not in ("choices", "usage")}
-                yield Event({**head, "choices": [], "router": visit.summary(tally)})
-            elif isinstance(data, str):
-                tally.observe(data)
-            yield item
-    finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
