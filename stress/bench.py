@@ -1,8 +1,11 @@
 """Side-by-side throughput of trio-router and its anchors, in one run.
 
-    python stress/bench.py [--suite core|sync|openapi|post|not-found|invalid] [--duration 10]
+    python stress/bench.py [--suite targets|core|sync|openapi|post|not-found|invalid] [--duration 10]
                            [--connections 64] [--rounds 3]
 
+Suite "targets": the performance issue's targets in one run: the petstore's validated GET
+/pets/{pet_id} against FastAPI async and sync, Connexion 3, Starlette on hypercorn's trio worker,
+the trio + h11 floor, and the same floor with httptools (what a C parser would buy).
 Suite "core": trio-router against the bare trio + h11 floor (same response bytes).
 Suite "sync": trio-router's sync (greenlet) handler, with and without greenlet pooling,
 against FastAPI's sync (threadpool) and async handlers on uvicorn (`pip install -e '.[bench]'`).
@@ -13,7 +16,8 @@ from parameter validation, on trio-router, FastAPI async and Connexion 3.
 
 Servers run one at a time, pinned to CPU 0 while wrk runs on CPU 1 (when taskset exists),
 alternating over several rounds so drift on a noisy 2-core box hits all alike; the table
-reports medians and ratios to the suite's first server.
+reports medians, each server's RSS when idle and at its peak, and how the suite's first server
+compares (its req/s divided by each one's).
 Benchmarks are not tests: nothing here asserts a speed.
 """
 
@@ -41,6 +45,20 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    rss_idle_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+
+
+def _memory_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak so far) of a process, in MB; 0 where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _pinned(cpu: int, command: list[str]) -> list[str]:
@@ -156,6 +174,26 @@ SERVERS: dict[str, Server] = {
     ),
     "FastAPI async, GET /pets/1 (pydantic), uvicorn": _uvicorn("/pets/1"),
     "Connexion 3, GET /pets/1 (validated), uvicorn": _uvicorn("/pets/1", "stress.anchors.connexion_app:app"),
+    "FastAPI sync (threadpool), GET /pets/1 (pydantic), uvicorn": _uvicorn("/sync/pets/1"),
+    "Starlette, GET /pets/1 (checked by hand), hypercorn trio worker": Server(
+        lambda port: [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--worker-class",
+            "trio",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "stress.anchors.starlette_app:app",
+        ],
+        "/pets/1",
+    ),
+    # What a C parser would buy: the same minimal loop with httptools instead of h11.
+    "trio + httptools floor": Server(
+        lambda port: [sys.executable, str(ROOT / "stress" / "floor_httptools.py"), str(port)]
+    ),
 }
 
 for _servers in SCENARIOS.values():
@@ -169,6 +207,16 @@ SUITES = {
         "trio-router sync handler, no access log, no greenlet pooling",
         "FastAPI sync (threadpool), uvicorn",
         "FastAPI async, uvicorn",
+    ],
+    # Issue 7's targets, all in one run: trio-router's validated GET /pets/1 against every anchor.
+    "targets": [
+        "trio-router, petstore GET /pets/1, full validation",
+        "FastAPI async, GET /pets/1 (pydantic), uvicorn",
+        "FastAPI sync (threadpool), GET /pets/1 (pydantic), uvicorn",
+        "Connexion 3, GET /pets/1 (validated), uvicorn",
+        "Starlette, GET /pets/1 (checked by hand), hypercorn trio worker",
+        "trio + h11 floor",
+        "trio + httptools floor",
     ],
     "openapi": [
         "trio-router, petstore GET /pets/1, full validation",
@@ -187,8 +235,11 @@ def measure(name: str, connections: int, duration: float) -> Sample:
     )
     try:
         wait_for_port(port)
+        idle = _memory_mb(process.pid, "VmRSS")
         run_wrk(port, server.path, connections, 2, server.body)  # warm-up
-        return run_wrk(port, server.path, connections, duration, server.body)
+        sample = run_wrk(port, server.path, connections, duration, server.body)
+        sample.rss_idle_mb, sample.rss_peak_mb = idle, _memory_mb(process.pid, "VmHWM")
+        return sample
     finally:
         process.terminate()
         process.wait(30)
@@ -216,13 +267,15 @@ def main() -> None:
 
     anchor = statistics.median(s.rps for s in samples[names[0]])
     print(f"\nwrk -t1 -c{args.connections} -d{args.duration:g}s, median of {args.rounds} rounds\n")
-    print(f"| server | req/s | p50 ms | p99 ms | ratio to {names[0]} |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| server | req/s | p50 ms | p99 ms | RSS idle MB | RSS peak MB | {names[0]} ÷ this |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, runs in samples.items():
         rps = statistics.median(s.rps for s in runs)
         p50 = statistics.median(s.p50_ms for s in runs)
         p99 = statistics.median(s.p99_ms for s in runs)
-        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {rps / anchor:.2f}x |")
+        idle = statistics.median(s.rss_idle_mb for s in runs)
+        peak = statistics.median(s.rss_peak_mb for s in runs)
+        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {idle:.1f} | {peak:.1f} | {anchor / rps:.2f}x |")
 
 
 if __name__ == "__main__":

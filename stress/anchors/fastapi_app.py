@@ -57,3 +57,12 @@ def health() -> dict[str, str]:
 @app.get("/health-async")
 async def health_async() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/sync/pets/{pet_id}", response_model=Pet, response_model_exclude_unset=True)
+def get_pet_sync(pet_id: int = Path(ge=1)) -> dict[str, object]:
+    """The same operation as a sync handler (Starlette runs it in its threadpool)."""
+    pet = PETS.get(pet_id)
+    if pet is None:
+        raise HTTPException(404, f"no pet {pet_id}")
+    return pet
