@@ -31,6 +31,7 @@ from .protocol import (
     classify_parse_error,
     client_timeout,
     invalid_app_header,
+    request_headers,
 )
 from .request import Request
 from .response import Response, problem
@@ -210,14 +211,15 @@ class HTTPConnection:
         self._request = None
         self._method = event.method.decode("ascii")
         settings = self.settings
+        headers = request_headers(event)
         self._declared_body, timeout_header = check_request_head(
-            event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
+            event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes, headers
         )
         if self._declared_body == 0:
             self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
         self._client_timeout = client_timeout(timeout_header)
         self.request_deadline = now + min(settings.request_timeout, self._client_timeout)
-        self._request = Request(self, self._method, event.target, event.headers, event.http_version)  # type: ignore[arg-type]
+        self._request = Request(self, self._method, event.target, headers, event.http_version)
         return self._request
 
     async def _dispatch(self, request: Request) -> Response:
