@@ -25,11 +25,13 @@ from ..errors import DropConnection, HTTPError
 from ..observability.metrics import UNMATCHED
 from .context import ServerContext
 from .protocol import (
+    END_OF_MESSAGE,
     REASONS,
     SERVER_HEADER,
     check_request_head,
     classify_parse_error,
     client_timeout,
+    encode_complete_response,
     invalid_app_header,
     request_headers,
 )
@@ -44,7 +46,6 @@ log = logging.getLogger("trio_router.http")
 _CLOSE = (b"connection", b"close")
 _NO_BODY_STATUSES = frozenset({204, 304})
 _CAN_RESPOND = (h11.IDLE, h11.SEND_RESPONSE)
-_END = h11.EndOfMessage()  # immutable: one instance spares h11 a header normalisation per response
 _DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-arm per request
 # Sent raw when h11 refuses what the app produced (e.g. a header with a newline): the
 # state machine is then in ERROR and cannot serialise anything else.
@@ -332,15 +333,12 @@ class HTTPConnection:
             bad_header = invalid_app_header(response.headers)
             if bad_header is not None:
                 raise h11.LocalProtocolError(f"invalid response header {bad_header!r}")
-            head = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""), _parsed=True)
-            data = conn.send(head)
             if response.stream is not None:
-                await self._send_stream(data, response, head_only)
+                head = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""), _parsed=True)
+                await self._send_stream(conn.send(head), response, head_only)
                 self._record(status, None)
                 return keep_alive
-            if response.body and not head_only:
-                data += conn.send(h11.Data(data=response.body))
-            data += conn.send(_END)
+            data = encode_complete_response(conn, status, headers, response.body, head_only)
         except h11.LocalProtocolError:
             log.exception("the app produced a response h11 refuses to send")
             await self._write(_RAW_500, streaming=False)
@@ -406,7 +404,7 @@ class HTTPConnection:
                     if chunk:
                         await self._write(conn.send(h11.Data(data=chunk)), streaming=True)
                 self.watcher.disarm()
-            await self._write(conn.send(_END), streaming=True)
+            await self._write(conn.send(END_OF_MESSAGE), streaming=True)
         finally:
             await self._close_producer(stream)
 
