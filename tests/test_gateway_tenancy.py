@@ -412,3 +412,16 @@ def test_workers_with_in_memory_limits_refuse_to_start(tmp_path: Path) -> None:
     process.close()
     assert "--workers 2 with the in-memory tenancy state" in "".join(process.lines)
     assert "state.backend: redis" in "".join(process.lines)
+
+
+def test_workers_with_the_admin_api_refuse_to_start(tmp_path: Path) -> None:
+    """Pins and drains are one process's; each worker would also bind the admin port."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(yaml.safe_dump({"embedded_mock": True, "state": {"backend": "redis", "redis_url": "redis://x"},
+                                      "usage": {"sink": "none"}, "admin": {"port": 0}}))  # fmt: skip
+    process = ServerProcess(
+        "--handlers", "handlers.gateway", "--spec", str(SPEC), "--workers", "2", env={"GATEWAY_CONFIG": str(config)}
+    )
+    assert process.process.wait(30) == 1
+    process.close()
+    assert "cannot serve --workers 2" in "".join(process.lines)

@@ -41,6 +41,11 @@ def setup(app: App) -> None:
     if config.embedded_mock:
         start_embedded_mock(app, registry)
     if config.admin is not None:
+        if app.workers > 1:  # each worker would bind the port, and pins/weights/drains are per process
+            raise ValueError(
+                f"the admin API changes one process's routing, so it cannot serve --workers {app.workers}; "
+                "run one worker per gateway process (scale with replicas) or remove the admin section"
+            )
         start_admin(app, registry, tenancy)
     if config.registry_url is not None:
         app.background(partial(poll_forever, registry, config.registry_url))
