@@ -154,8 +154,8 @@ def encode_complete_response(
 
     The common case (a keep-alive HTTP/1.1 exchange, a GET's body, no framing header other than
     the server's own Content-Length) is written here and only h11's state machine is told:
-    three ``send`` calls cost ~12% of a small request's CPU in h11's event checks, header
-    clean-up and writers, none of which can change such a response. Everything else (HTTP/1.0
+    h11's three ``send`` calls (event checks, header clean-up, writers, none of which can change
+    such a response) were a quarter of a small GET's instructions (608k -> 456k per request). Everything else (HTTP/1.0
     peers, closing, HEAD, an app's own framing headers) goes through h11. The state calls are
     h11 internals: the version is pinned in pyproject.toml, and the suite runs both paths.
     """
