@@ -77,7 +77,10 @@ class UpstreamResponse:
             yield rest
 
     async def aread(self) -> bytes:
-        return b"".join([chunk async for chunk in self.aiter_raw()])
+        chunks = []
+        async for chunk in self.aiter_raw():
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
         self._release(reusable=False)
@@ -169,25 +172,30 @@ class UpstreamPool:
 
 
 async def _next_event(connection: _Connection, within: float) -> object:
-    """The next h11 event that is not interim (100 Continue); reads as needed, at most ``within`` s."""
+    """The next h11 event that is not interim (100 Continue); reads as needed, at most ``within`` s
+    in all. What h11 has buffered already is returned without arming any timeout: a response's
+    head, body and end usually arrive in one read, and a cancel scope per event cost the gateway
+    ~3% of its time."""
     conn = connection.h11
-    with trio.move_on_after(within) as waiting:
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise httpx.RemoteProtocolError(str(exc)) from exc
-            if event is h11.NEED_DATA:
+    deadline = None
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc)) from exc
+        if event is h11.NEED_DATA:
+            if deadline is None:
+                deadline = trio.current_time() + within
+            with trio.move_on_at(deadline):
                 try:
                     data = await connection.stream.receive_some(_RECEIVE)
                 except trio.BrokenResourceError as exc:  # reset by the peer
                     raise httpx.ReadError(f"the upstream connection broke: {exc}") from exc
                 conn.receive_data(data)  # b"" at EOF: h11 then ends a close-delimited body, or complains
                 continue
-            if type(event) is h11.InformationalResponse:
-                continue
-            if type(event) is h11.ConnectionClosed:
-                raise httpx.RemoteProtocolError("the upstream closed the connection")
-            return event
-    assert waiting.cancelled_caught
-    raise httpx.ReadTimeout(f"the upstream sent nothing for {within:g}s")
+            raise httpx.ReadTimeout(f"the upstream sent nothing for {within:g}s")
+        if type(event) is h11.InformationalResponse:
+            continue
+        if type(event) is h11.ConnectionClosed:
+            raise httpx.RemoteProtocolError("the upstream closed the connection")
+        return event
