@@ -57,9 +57,14 @@ def process(
 
 
 async def load(
-    url: str, rate: float, seconds: float, headers: dict[str, str] | None = None, connections: int = 32
+    url: str,
+    rate: float,
+    seconds: float,
+    headers: dict[str, str] | None = None,
+    connections: int = 32,
+    header: str = "x-router-overhead-ms",
 ) -> tuple[list[float], list[float]]:
-    """Latencies (ms, from the scheduled start) and the gateway's overhead header values."""
+    """Latencies (ms, from the scheduled start) and the values of ``header`` where answers had it."""
     latencies: list[float] = []
     overheads: list[float] = []
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
@@ -72,8 +77,8 @@ async def load(
         async def one(scheduled: float) -> None:
             reply = await client.post(url, json=BODY)
             latencies.append((trio.current_time() - scheduled) * 1000)
-            if "x-router-overhead-ms" in reply.headers:
-                overheads.append(float(reply.headers["x-router-overhead-ms"]))
+            if header in reply.headers:
+                overheads.append(float(reply.headers[header]))
 
         async with trio.open_nursery() as nursery:
             for n in range(total):
@@ -99,9 +104,10 @@ def sequential(direct: str, gateway: str, gateway_port: int, count: int = 300) -
     )
 
 
-def quantiles(values: list[float]) -> tuple[float, float, float]:
+def quantiles(values: list[float], points: tuple[int, int, int] = (50, 90, 99)) -> tuple[float, float, float]:
     cuts = statistics.quantiles(values, n=100)
-    return cuts[49], cuts[89], cuts[98]
+    first, second, third = (cuts[point - 1] for point in points)
+    return first, second, third
 
 
 async def run(rate: float, seconds: float, litellm: str | None) -> None:

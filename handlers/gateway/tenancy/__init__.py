@@ -33,7 +33,6 @@ class Tenancy:
             state = redis
         else:
             state = MemoryState()
-        self.config = config
         self.state = state
         self.identities = Identities(config, state)
         self.usage = _usage_log(app, config)

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from trio_router import HTTPError, InvalidCredentials, Principal, Request
-from trio_router.security.verifiers import sign
+from trio_router.security.verifiers import bearer_token, sign
 
 from .config import KeyRecord, TenancyConfig, TenantLimits
 from .state import State, StateUnavailable
@@ -111,7 +111,7 @@ class Identities:
 
     async def verify(self, request: Request) -> Principal | None:
         """The GatewayKey security scheme: the caller's key, tenant and limits in the claims."""
-        token = _bearer(request)
+        token = bearer_token(request)
         if token is None:
             return None if self.config.keys_required else self._anonymous()
         try:
@@ -156,11 +156,3 @@ class Identities:
             ) from None
         if not fresh:
             raise InvalidCredentials("this signature was already used (a replayed request)")
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.header("authorization")
-    if header is None:
-        return None
-    word, _, token = header.strip().partition(" ")
-    return token.strip() or None if word.lower() == "bearer" else None

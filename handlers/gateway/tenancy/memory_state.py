@@ -166,6 +166,3 @@ class MemoryState:
 
     async def idempotency_forget(self, tenant: str, key: str) -> None:
         self._idempotency.pop((tenant, key))
-
-    async def aclose(self) -> None:
-        pass

@@ -116,9 +116,8 @@ class _Visit:
 
     def _estimate(self) -> None:
         try:
-            model = self.body["model"]
             self.estimate = predict(self.body, self.path, self.meter.ratios.get(self.tenant.name))
-            self.estimated_cost = cost(self.meter.config.price(model), self.estimate)
+            self.estimated_cost = self._cost(self.estimate)
         except Exception:  # the seatbelt must never be the reason a request fails
             log.exception("cost estimate failed; the request goes on unestimated")
             self._degrade("estimate")
@@ -189,7 +188,7 @@ class _Visit:
 
     def _settle_response(self, answer: Response) -> Response:
         used = self._usage_of(answer) if answer.status == 200 else Tokens(0, 0)
-        actual = cost(self.meter.config.price(self.body["model"]), used)
+        actual = self._cost(used)
         self._adjust(used, actual)
         backend, attempts = _router_headers(answer.headers)
         self._record(answer.status, "ok" if answer.status < 400 else "error", backend, attempts, used, actual, False)
@@ -219,7 +218,7 @@ class _Visit:
         used = tally.tokens()
         if tally.reported is not None:
             self.meter.ratios.observe(self.tenant.name, tally.reported)
-        actual = cost(self.meter.config.price(self.body["model"]), used)
+        actual = self._cost(used)
         if self.reservation is not None:
             try:
                 await shielded(self.meter.state.adjust(self.reservation, actual, used.total))
@@ -231,7 +230,7 @@ class _Visit:
 
     def summary(self, tally: Tally) -> dict[str, Any]:
         used = tally.tokens()
-        actual = cost(self.meter.config.price(self.body["model"]), used)
+        actual = self._cost(used)
         return {
             "cost_estimated": money(self.estimated_cost),
             "cost_actual": money(actual),
@@ -240,6 +239,10 @@ class _Visit:
             "tokens_out": used.output,
             "overhead_ms": round(self.step_ms, 3),
         }
+
+    def _cost(self, tokens: Tokens) -> int:
+        """Micro-units at the requested model's price."""
+        return cost(self.meter.config.price(self.body["model"]), tokens)
 
     def _adjust(self, used: Tokens, actual: int) -> None:
         if self.reservation is None:

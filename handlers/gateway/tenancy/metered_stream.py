@@ -10,7 +10,7 @@ from typing import Any
 
 from trio_router import Event
 
-from .cost import Tokens, from_usage
+from .cost import CHARS_PER_TOKEN, Tokens, from_usage
 
 
 class Tally:
@@ -44,7 +44,7 @@ class Tally:
     def tokens(self) -> Tokens:
         if self.reported is not None:
             return self.reported
-        return Tokens(self.estimate.input, math.ceil(self.chars / 4))
+        return Tokens(self.estimate.input, math.ceil(self.chars / CHARS_PER_TOKEN))
 
 
 def counted(source: Any, tally: Tally, summary: Callable[[Tally], dict[str, Any]]) -> Iterator[Event | str]:

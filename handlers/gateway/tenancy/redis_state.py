@@ -221,6 +221,3 @@ class RedisState:
 
     async def idempotency_forget(self, tenant: str, key: str) -> None:
         await self._call(self.client.delete([f"{_tag(tenant)}:idem:{key}"]))
-
-    async def aclose(self) -> None:
-        pass

@@ -14,6 +14,7 @@ workers and replicas, each check-and-reserve one Lua script). Both follow the sa
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Awaitable
@@ -70,7 +71,13 @@ class StateUnavailable(Exception):
 def period_id(period: str, now: float) -> str:
     if period == "total":
         return "all"
-    return time.strftime("%Y-%m-%d" if period == "day" else "%Y-%m", time.gmtime(now))
+    return _calendar_id(period, int(now // 86400))  # UTC days start at multiples of 86400 s
+
+
+@functools.lru_cache(maxsize=16)
+def _calendar_id(period: str, day: int) -> str:
+    """Formatted once per period and day, not twice per request (tenant and key)."""
+    return time.strftime("%Y-%m-%d" if period == "day" else "%Y-%m", time.gmtime(day * 86400))
 
 
 def reservation_for(ask: Ask) -> Reservation:
@@ -124,8 +131,6 @@ class State(Protocol):
     async def idempotency_store(self, tenant: str, key: str, answer: str, ttl: float) -> None: ...
 
     async def idempotency_forget(self, tenant: str, key: str) -> None: ...
-
-    async def aclose(self) -> None: ...
 
 
 PENDING = "pending"

@@ -116,7 +116,6 @@ class UsageLog:
         self.sink = sink
         self.directory = Path(config.spool_dir)
         self._own: _Spool | None = None
-        self.exported = 0
         app.counter("gateway_usage_records", "Usage records written to the spool.", ())
         app.counter("gateway_usage_spool_failures", "Usage records the spool could not take (logged in full).", ())
         app.counter(
@@ -213,4 +212,3 @@ class UsageLog:
                 await self.sink.export(lines)
             spool.uncertain = False
             spool.commit(end)
-            self.exported += len(lines)
