@@ -194,6 +194,30 @@ async def test_a_client_hanging_up_cancels_the_upstream_stream(
                 outstanding = int(stats["outstanding"])  # type: ignore[call-overload]
 
 
+async def test_a_client_hanging_up_before_the_answer_releases_the_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backends: Backends
+) -> None:
+    """Cancelled while waiting for the upstream's head, the attempt still gives back its
+    outstanding slot (least-outstanding selection would otherwise shun the backend for good)."""
+    body = {"model": "m4", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    async with serve_gateway(tmp_path, monkeypatch, backends) as running:
+        slow = gateway.REGISTRY.backends["slow"]
+        client = await running.connect()
+        await client.send(
+            raw_request(
+                "POST", "/v1/chat/completions", json.dumps(body).encode(), [("content-type", "application/json")]
+            )
+        )
+        with trio.fail_after(3):
+            while not slow.outstanding:  # noqa: ASYNC110 (polling a counter)
+                await trio.sleep(0.01)
+        await client.aclose()  # 10 s before the non-streamed answer would come
+        with trio.fail_after(3):
+            while slow.outstanding:  # noqa: ASYNC110 (polling a counter)
+                await trio.sleep(0.02)
+        assert slow.stats()["failures"] == 0  # the client left: not the backend's failure
+
+
 async def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error_and_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backends: Backends
 ) -> None:

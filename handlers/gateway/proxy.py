@@ -84,48 +84,48 @@ class _Exchange:
             except httpx.TransportError as exc:
                 self._failed(backend, model, sent, _describe(exc))
                 continue
-            self.upstream_seconds += trio.current_time() - sent
             handle = reply.json().get("kv_handle") if reply.status_code == 200 else None
             if not isinstance(handle, str):
                 self._failed(backend, model, sent, f"prefill answered HTTP {reply.status_code} without a kv_handle")
                 continue
-            now = trio.current_time()
-            self.registry.record(backend, model, True, now - sent, now)
-            self.attempts.append({"backend": backend.name, "model": model, "phase": "prefill", "status": 200})
+            self._succeeded(backend, model, sent, {"phase": "prefill", "status": 200})
             return handle
         return None
 
     def _attempt(self, backend: Backend, model: str, payload: dict[str, Any]) -> Answer | None:
+        """The backend's answer, or None when it failed (a transport error before anything was
+        handed to the client, or a 5xx). The backend's outstanding count covers the attempt
+        however it ends, cancellation included, and a stream until the relay is closed."""
         sent = self._pace()
         backend.outstanding += 1
+        upstream = None
         handed_over = False
         try:
             upstream = http_client.stream(
                 "POST", f"{backend.config.url}{self.path}", json=payload, timeout=self.timeout
             )
-        except httpx.TransportError as exc:
-            backend.outstanding -= 1
-            self._failed(backend, model, sent, _describe(exc))
-            return None
-        try:
-            self.upstream_seconds += trio.current_time() - sent
             if upstream.status_code >= 500:
                 detail = upstream.read()[:200].decode("utf-8", "replace")
                 self._failed(backend, model, sent, f"HTTP {upstream.status_code}: {detail}")
                 return None
-            now = trio.current_time()
-            self.registry.record(backend, model, True, now - sent, now)  # a 4xx is the client's fault
-            self.attempts.append({"backend": backend.name, "model": model, "status": upstream.status_code})
-            headers = self._headers(backend)
             content_type = upstream.headers.get("content-type", "application/json")
             if upstream.status_code == 200 and content_type.startswith("text/event-stream"):
+                self._succeeded(backend, model, sent, {"status": upstream.status_code})
                 handed_over = True
-                return EventStream(_relay(upstream, self.registry, backend, model, sent), headers=headers)
-            return Response(upstream.read(), upstream.status_code, [("content-type", content_type), *headers])
+                return EventStream(
+                    _relay(upstream, self.registry, backend, model, sent), headers=self._headers(backend)
+                )
+            body = upstream.read()
+            self._succeeded(backend, model, sent, {"status": upstream.status_code})  # a 4xx is the client's fault
+            return Response(body, upstream.status_code, [("content-type", content_type), *self._headers(backend)])
+        except httpx.TransportError as exc:
+            self._failed(backend, model, sent, _describe(exc))
+            return None
         finally:
             if not handed_over:
                 backend.outstanding -= 1
-                upstream.close()
+                if upstream is not None:
+                    upstream.close()
 
     def _payload(self, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         if model == self.body["model"] and not extra:
@@ -140,8 +140,15 @@ class _Exchange:
         self._last_attempt = trio.current_time()
         return self._last_attempt
 
+    def _succeeded(self, backend: Backend, model: str, sent: float, attempt: dict[str, Any]) -> None:
+        now = trio.current_time()
+        self.upstream_seconds += now - sent
+        self.registry.record(backend, model, True, now - sent, now)
+        self.attempts.append({"backend": backend.name, "model": model, **attempt})
+
     def _failed(self, backend: Backend, model: str, sent: float, error: str) -> None:
         now = trio.current_time()
+        self.upstream_seconds += now - sent
         self.registry.record(backend, model, False, now - sent, now)
         self.attempts.append({"backend": backend.name, "error": error})
 
