@@ -5,6 +5,7 @@ types for refused connections and silent upstreams."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import httpx
 import pytest
@@ -69,3 +70,34 @@ async def test_errors_are_httpx_types() -> None:
         await pool.send("POST", f"http://127.0.0.1:{port}/echo", [], b"")
     with pytest.raises(httpx.UnsupportedProtocol):
         await pool.send("POST", "https://example.com/", [], b"")
+
+
+async def test_headers_from_the_caller_and_broken_responses() -> None:
+    pool = UpstreamPool()
+    app = App()
+
+    @app.route("POST", "/headers")
+    async def headers(request: Request) -> Response:
+        seen = f"{request.header('host')} {request.header('content-length')} {request.header('x-a')}"
+        return Response(seen.encode(), headers=[("content-type", "text/plain"), ("x-b", "2")])
+
+    async with serve(app) as running:
+        given = [("Host", "upstream.example"), ("Content-Length", "999"), ("X-A", "1")]
+        response = await pool.send("POST", f"{running.url}/headers", given, b"four")
+        assert await response.aread() == b"upstream.example 4 1"  # the caller's Host; the body's length
+        assert response.header(b"x-b") == b"2" and response.headers["X-B"] == "2"
+        with pytest.raises(httpx.LocalProtocolError):
+            await pool.send("POST", f"{running.url}/headers", [("x-a", "1\r\nx-injected: 1")], b"")
+
+    async def conflicting_lengths(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok")
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, conflicting_lengths, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        with pytest.raises(httpx.RemoteProtocolError, match="conflicting Content-Length"):
+            await pool.send("GET", f"http://127.0.0.1:{port}/", [], b"")
+        assert not pool._idle.get(("127.0.0.1", port))  # the connection was not kept
+        nursery.cancel_scope.cancel()
+    await pool.aclose()

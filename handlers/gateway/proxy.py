@@ -108,7 +108,7 @@ class _Exchange:
                 detail = upstream.read()[:200].decode("utf-8", "replace")
                 self._failed(backend, model, sent, f"HTTP {upstream.status_code}: {detail}")
                 return None
-            content_type = upstream.headers.get("content-type", "application/json")
+            content_type = upstream.header("content-type") or "application/json"
             if upstream.status_code == 200 and content_type.startswith("text/event-stream"):
                 self._succeeded(backend, model, sent, {"status": upstream.status_code})
                 handed_over = True

@@ -1,10 +1,11 @@
-"""A lean HTTP/1.1 client for streaming upstream calls: h11 over pooled trio TCP streams.
+"""A lean HTTP/1.1 client for streaming upstream calls over pooled trio TCP streams; the wire
+format is client_protocol.py's (sans-IO).
 
 Why not httpx here: profiling the gateway showed httpx's per-request machinery (cookie jars,
 redirect and auth hooks, response models) above httpcore costing ~40% of the gateway's CPU for
 a proxied request; this client does what a proxy needs and no more. Errors are httpx's
-exception types (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``RemoteProtocolError``),
-so callers handle one family whichever client made the call.
+exception types (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``, ``RemoteProtocolError``,
+``LocalProtocolError``), so callers handle one family whichever client made the call.
 
 Connections are kept per (host, port) for reuse; one that was not read to the end of its
 response, or whose exchange was cancelled, is closed rather than pooled.
@@ -17,32 +18,48 @@ import re
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import h11
 import httpx
 import trio
+
+from .client_protocol import END, NEED_DATA, Head, ProtocolError, ResponseParser, encode_request
 
 _RECEIVE = 65536
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 class _Connection:
+    __slots__ = ("parser", "stream")
+
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.parser = ResponseParser()
 
 
 class UpstreamResponse:
     """The head of an upstream response; the body is read with ``aiter_raw`` / ``aread``."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, int], connection: _Connection, head: h11.Response) -> None:
-        self.status_code = head.status_code
-        self.headers = httpx.Headers(
-            [(name.decode("latin-1"), value.decode("latin-1")) for name, value in head.headers]
-        )
+    def __init__(self, pool: UpstreamPool, key: tuple[str, int], connection: _Connection, head: Head) -> None:
+        self.status_code = head.status
+        self._raw_headers = head.headers
+        self._headers: httpx.Headers | None = None
         self._pool = pool
         self._key = key
         self._connection: _Connection | None = connection
         self._read_timeout = pool.read_timeout
+
+    @property
+    def headers(self) -> httpx.Headers:
+        """httpx's case-insensitive headers, built on first use."""
+        if self._headers is None:
+            self._headers = httpx.Headers(self._raw_headers)
+        return self._headers
+
+    def header(self, name: bytes) -> bytes | None:
+        """One header's value by its lowercase name, without building ``headers``."""
+        for key, value in self._raw_headers:
+            if key == name:
+                return value
+        return None
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         connection = self._connection
@@ -50,11 +67,11 @@ class UpstreamResponse:
             return
         while True:
             event = await _next_event(connection, self._read_timeout)
-            if type(event) is h11.Data:
-                yield bytes(event.data)
-            elif type(event) is h11.EndOfMessage:
+            if event is END:
                 self._release(reusable=True)
                 return
+            assert isinstance(event, bytes)  # a head comes only first
+            yield event
 
     aiter_bytes = aiter_raw  # httpx's name: no content-encoding is asked for, so raw is decoded
 
@@ -89,8 +106,7 @@ class UpstreamResponse:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        if reusable and connection.h11.our_state is h11.DONE and connection.h11.their_state is h11.DONE:
-            connection.h11.start_next_cycle()
+        if reusable and connection.parser.reusable:
             self._pool.give_back(self._key, connection)
         else:
             self._pool.discard(connection)
@@ -121,16 +137,22 @@ class UpstreamPool:
             raise httpx.UnsupportedProtocol(f"the lean upstream client speaks http:// only, not {url!r}")
         key = (parts.hostname, parts.port or 80)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        all_headers = [("host", parts.netloc), ("content-length", str(len(body))), *headers]
-        request = h11.Request(method=method, target=target, headers=all_headers)
+        # Host from the URL unless the caller set one; Content-Length always from the body.
+        given = [(name.lower(), value) for name, value in headers if name.lower() != "content-length"]
+        host = [] if any(name == "host" for name, _ in given) else [("host", parts.netloc)]
+        all_headers = [*host, ("content-length", str(len(body))), *given]
+        try:
+            request = encode_request(method, target, all_headers, body)
+        except ProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc)) from None
         wait = read_timeout if read_timeout is not None else self.read_timeout
         connection = self._idle.get(key, []).pop() if self._idle.get(key) else None
         fresh = connection is None
         if connection is None:
             connection = await self._connect(key, connect_timeout or self.connect_timeout)
         try:
-            data = connection.h11.send(request) + connection.h11.send(h11.Data(data=body))
-            await connection.stream.send_all(data + connection.h11.send(h11.EndOfMessage()))
+            connection.parser.expect(method)
+            await connection.stream.send_all(request)
             event = await _next_event(connection, wait)
         except (trio.BrokenResourceError, trio.ClosedResourceError, httpx.RemoteProtocolError) as exc:
             self.discard(connection)
@@ -141,7 +163,7 @@ class UpstreamPool:
         except BaseException:
             self.discard(connection)
             raise
-        assert type(event) is h11.Response
+        assert type(event) is Head
         return UpstreamResponse(self, key, connection, event)
 
     def give_back(self, key: tuple[str, int], connection: _Connection) -> None:
@@ -171,31 +193,27 @@ class UpstreamPool:
         raise httpx.ConnectTimeout(f"no connection to {key[0]}:{key[1]} within {within:g}s")
 
 
-async def _next_event(connection: _Connection, within: float) -> object:
-    """The next h11 event that is not interim (100 Continue); reads as needed, at most ``within`` s
-    in all. What h11 has buffered already is returned without arming any timeout: a response's
-    head, body and end usually arrive in one read, and a cancel scope per event cost the gateway
-    ~3% of its time."""
-    conn = connection.h11
+async def _next_event(connection: _Connection, within: float) -> Head | bytes | object:
+    """The response's next event (interim 1xx heads are skipped by the parser); reads as needed,
+    at most ``within`` s in all. What is buffered already is returned without arming any
+    timeout: a response's head, body and end usually arrive in one read, and a cancel scope per
+    event cost the gateway ~3% of its time."""
+    parser = connection.parser
     deadline = None
     while True:
         try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
+            event = parser.next_event()
+        except ProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc)) from exc
-        if event is h11.NEED_DATA:
-            if deadline is None:
-                deadline = trio.current_time() + within
-            with trio.move_on_at(deadline):
-                try:
-                    data = await connection.stream.receive_some(_RECEIVE)
-                except trio.BrokenResourceError as exc:  # reset by the peer
-                    raise httpx.ReadError(f"the upstream connection broke: {exc}") from exc
-                conn.receive_data(data)  # b"" at EOF: h11 then ends a close-delimited body, or complains
-                continue
-            raise httpx.ReadTimeout(f"the upstream sent nothing for {within:g}s")
-        if type(event) is h11.InformationalResponse:
+        if event is not NEED_DATA:
+            return event
+        if deadline is None:
+            deadline = trio.current_time() + within
+        with trio.move_on_at(deadline):
+            try:
+                data = await connection.stream.receive_some(_RECEIVE)
+            except trio.BrokenResourceError as exc:  # reset by the peer
+                raise httpx.ReadError(f"the upstream connection broke: {exc}") from exc
+            parser.feed(data)  # b"" at EOF: the parser then ends a close-delimited body, or complains
             continue
-        if type(event) is h11.ConnectionClosed:
-            raise httpx.RemoteProtocolError("the upstream closed the connection")
-        return event
+        raise httpx.ReadTimeout(f"the upstream sent nothing for {within:g}s")
