@@ -8,16 +8,20 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from handlers.gateway.tenancy.config import UsageConfig
 from handlers.gateway.tenancy.cost import Tokens
-from handlers.gateway.tenancy.usage import UsageLog, usage_record
+from handlers.gateway.tenancy.usage import UsageLog, _RecordIds, _Timestamps, usage_record
 from handlers.gateway.tenancy.usage_sinks import JsonlSink
 from trio_router import App
 
@@ -147,3 +151,28 @@ def test_the_usage_command_summarises_per_tenant_model_and_day(tmp_path: Path) -
         [sys.executable, "-m", "trio_router", "usage", str(path)], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert "acme" in table and "0.750000" in table and "1 line skipped" in table
+
+
+@given(st.lists(st.floats(min_value=0, max_value=2**33, allow_nan=False), min_size=1, max_size=5))
+def test_record_timestamps_are_what_datetime_formats(moments: list[float]) -> None:
+    """The per-second cache gives the same text as datetime, in any order of moments."""
+    timestamps = _Timestamps()
+    for moment in moments:
+        expected = datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert timestamps.iso(moment) == expected
+
+
+def test_record_ids_are_unique_and_a_forked_child_draws_its_own() -> None:
+    ids = _RecordIds()
+    mine = [ids.next() for _ in range(1000)]
+    assert len(set(mine)) == 1000 and all(re.fullmatch("[0-9a-f]{32}", each) for each in mine)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    from_child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert from_child[:16] != mine[0][:16] and from_child not in mine

@@ -7,7 +7,7 @@ caller. A request without a valid ``traceparent`` starts a new trace.
 
 from __future__ import annotations
 
-import os
+import random
 import re
 from dataclasses import dataclass
 
@@ -29,9 +29,17 @@ class TraceContext:
         if match:
             trace_id, parent_id, flags = (group.decode() for group in match.groups())
             if trace_id != _ZERO_TRACE and parent_id != _ZERO_SPAN:
-                return cls(trace_id, parent_id, os.urandom(8).hex(), flags)
-        return cls(os.urandom(16).hex(), None, os.urandom(8).hex(), "01")
+                return cls(trace_id, parent_id, _random_id(64), flags)
+        return cls(_random_id(128), None, _random_id(64), "01")
 
     def outgoing(self) -> str:
         """The ``traceparent`` for a call this server makes on the request's behalf."""
         return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+
+def _random_id(bits: int) -> str:
+    """A trace or span id: random, never all zeros (invalid in W3C Trace Context). Python's
+    generator rather than the kernel's, as OpenTelemetry's SDK does: ids need to be unique,
+    not secret, and ``os.urandom`` is a system call per id (three per request). The module's
+    generator is reseeded in a forked worker."""
+    return f"{random.getrandbits(bits) or 1:0{bits // 4}x}"
