@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -96,9 +97,24 @@ def run_process(
     listeners = [listener, *extra_listeners]
     for each in listeners:
         log.info("listening on %s (pid %d)", listener_url(each), os.getpid())
+    freeze_startup_objects()
     clean = trio.run(_serve, Server(app, settings, worker_name), listeners, watch_parent)
     log.info("stopped%s", "" if clean else " after cancelling requests at the grace deadline")
     return 0 if clean else 1
+
+
+def freeze_startup_objects() -> None:
+    """Exempt what startup built (modules, the compiled spec, validators, the app) from garbage
+    collection for good.
+
+    Those ~130k objects live as long as the process, yet every full collection traversed them
+    all: 80 ms with the gateway loaded, a pause every few seconds under load, and the p99 of
+    every request caught in one (measured: the gateway at 1k req/s had its p99 at 80-100 ms from
+    that alone). Frozen, a full collection only walks what serving created. (Also keeps the
+    pages of a forked worker shared, as CPython's documentation notes for ``gc.freeze``.)
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve(server: Server, listeners: list[socket.socket], watch_parent: bool) -> bool:
