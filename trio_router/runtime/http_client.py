@@ -85,7 +85,10 @@ class StreamingResponse:
 
     def close(self) -> None:
         """Release the connection, even while the handler is being cancelled (bounded: 5 s)."""
-        await_(_close_shielded(self.response))
+        if isinstance(self.response, UpstreamResponse):
+            self.response.close()  # synchronous: no trip through the bridge
+        else:
+            await_(_close_shielded(self.response))
 
     def _iterate(self, chunks: AsyncIterator[Any]) -> Iterator[Any]:
         try:

@@ -100,6 +100,11 @@ class UpstreamResponse:
         return b"".join(chunks)
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection: back to the pool if the body was read to its end, else closed.
+        Nothing to await (closing a socket does not block), so a handler need not suspend."""
         self._release(reusable=False)
 
     def _release(self, *, reusable: bool) -> None:
