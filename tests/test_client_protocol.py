@@ -252,3 +252,30 @@ def test_encoded_requests_are_what_h11_reads(method: str, headers: list[tuple[st
 def test_nothing_a_caller_passes_can_split_a_request(method: str, target: str, headers: list[tuple[str, str]]) -> None:
     with pytest.raises(ProtocolError):
         encode_request(method, target, headers, b"")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    prefix=st.sampled_from([b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"]),
+    noise=st.binary(max_size=300),
+    split=st.integers(1, 50),
+    eof=st.booleans(),
+)
+def test_any_bytes_end_in_events_or_a_protocol_error(prefix: bytes, noise: bytes, split: int, eof: bool) -> None:
+    """Whatever an upstream sends, the parser answers with events, NEED_DATA or ProtocolError:
+    no other exception, no loop without progress, nothing buffered past its limits."""
+    parser = ResponseParser()
+    parser.expect("GET")
+    wire = prefix + noise
+    pieces = [wire[i : i + split] for i in range(0, len(wire), split)] + ([b""] if eof else [])
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+            for _ in range(len(wire) + 10):  # each event consumes input or ends the response
+                event = parser.next_event()
+                if event is NEED_DATA or event is END:
+                    break
+            else:
+                raise AssertionError("the parser kept producing events without input")
+    except ProtocolError:
+        pass
