@@ -10,6 +10,11 @@ For each source tree (default: this one; give two to compare a change), a trio-r
 from /proc over the run) and, with ``--callgrind``, instructions per request counted by valgrind
 (collection switched on only while wrk runs: exactly repeatable, whatever else the machine does).
 
+With ``--rate R`` the load is R requests a second from stress/loadgen.c instead of wrk's
+closed loop: each request usually finds the server idle, so nothing is amortised over a batch
+of ready connections (the cost a server pays at moderate load). Under callgrind keep R low (the
+server runs ~40x slower there): 20 for the gateway.
+
 With ``--gateway`` the server is the LLM gateway (no tenants) in front of a mock backend on
 CPU 1, and wrk POSTs non-streamed chat completions: the cost counted is the gateway's alone.
 """
@@ -28,6 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from loadgen import fixed_rate
 from servers import free_port, free_port_pair, wait_for_port  # stress/ runs as scripts: modules import by name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +44,16 @@ _POST_SCRIPT = f"""wrk.method = "POST"
 wrk.body = '{_CHAT}'
 wrk.headers["Content-Type"] = "application/json"
 """
+
+
+def _load(url: str, seconds: float, gateway: bool, rate: float | None, script: Path | None) -> int:
+    """Requests answered in ``seconds`` of load: wrk's closed loop (64 connections), or with
+    ``rate`` that many requests a second (fixed rate: a request usually finds the server idle)."""
+    if rate is None:
+        return _wrk(url, seconds, script)
+    body = _CHAT.encode() if gateway else None
+    report = fixed_rate(url, rate, seconds, body=body, headers={"content-type": "application/json"}, warmup=0)
+    return int(report["measured"])
 
 
 def _wrk(url: str, seconds: float, script: Path | None) -> int:
@@ -70,7 +86,7 @@ def _started(args: list[str], cpu: int, port: int, cwd: Path, env: dict[str, str
         process.wait()
 
 
-def measure(tree: Path, path: str, seconds: float, callgrind: bool, gateway: bool) -> str:
+def measure(tree: Path, path: str, seconds: float, callgrind: bool, gateway: bool, rate: float | None) -> str:
     port = free_port()
     app = (
         ["--handlers", "handlers.gateway", "--spec", "specs/gateway.yaml"]
@@ -104,16 +120,16 @@ def measure(tree: Path, path: str, seconds: float, callgrind: bool, gateway: boo
         if callgrind:
             server = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *server]
         process = stack.enter_context(_started(server, 0, port, tree, env))
-        _wrk(url, 3 if callgrind else 2, script)  # warm up
+        _load(url, 3 if callgrind else 2, gateway, rate, script)  # warm up
         if callgrind:
             subprocess.run(["callgrind_control", "-i", "on", str(process.pid)], capture_output=True, check=True)
-            count = _wrk(url, seconds, script)
+            count = _load(url, seconds, gateway, rate, script)
             subprocess.run(["callgrind_control", "-d", str(process.pid)], capture_output=True, check=True)
             dump = next(name for name in glob.glob(f"{out}*") if name != str(out))
             total = int(re.search(r"^totals: (\d+)", Path(dump).read_text(), re.M).group(1))  # type: ignore[union-attr]
             return f"{tree}: {count} requests, {total / count:,.0f} instructions per request"
         before = _cpu_seconds(process.pid)
-        count = _wrk(url, seconds, script)
+        count = _load(url, seconds, gateway, rate, script)
         spent = _cpu_seconds(process.pid) - before
         return f"{tree}: {count} requests ({count / seconds:,.0f}/s), {spent / count * 1e6:.1f} us CPU per request"
 
@@ -126,11 +142,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--callgrind", action="store_true", help="count instructions with valgrind instead")
     parser.add_argument("--gateway", action="store_true", help="measure the LLM gateway in front of a mock backend")
+    parser.add_argument("--rate", type=float, help="a fixed rate (stress/loadgen.c) instead of wrk's closed loop")
     args = parser.parse_args()
     trees = args.tree or [ROOT]
     for _ in range(1 if args.callgrind else args.rounds):
         for tree in trees:
-            print(measure(tree.resolve(), args.path, args.seconds, args.callgrind, args.gateway), flush=True)
+            print(measure(tree.resolve(), args.path, args.seconds, args.callgrind, args.gateway, args.rate), flush=True)
 
 
 if __name__ == "__main__":
