@@ -4,6 +4,8 @@ types for refused connections and silent upstreams."""
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -100,4 +102,41 @@ async def test_headers_from_the_caller_and_broken_responses() -> None:
             await pool.send("GET", f"http://127.0.0.1:{port}/", [], b"")
         assert not pool._idle.get(("127.0.0.1", port))  # the connection was not kept
         nursery.cancel_scope.cancel()
+    await pool.aclose()
+
+
+async def test_a_body_arriving_faster_than_it_is_read_does_not_starve_other_tasks() -> None:
+    """A thread writes a 32 MB answer as fast as the kernel takes it; reading it, the client lets
+    other tasks run as it goes (whether a read found the socket empty and waited, or the
+    reader yielded after a run of reads that did not wait)."""
+    size = 32 * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(f"HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n".encode() + b"x" * size)
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    pool = UpstreamPool()
+    async with trio.open_nursery() as nursery:
+        response = await pool.send("GET", f"http://127.0.0.1:{listener.getsockname()[1]}/", [], b"")
+        nursery.start_soon(ticker)
+        await trio.lowlevel.checkpoint()
+        ticks = 0
+        assert len(await response.aread()) == size
+        nursery.cancel_scope.cancel()
+    assert ticks >= size // (65536 * 16) // 4  # at least a turn per ~64 reads of 64 KB
+    thread.join(5)
+    listener.close()
     await pool.aclose()

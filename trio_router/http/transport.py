@@ -56,6 +56,17 @@ class Transport:
                     return b""
                 raise
 
+    def recv_nowait(self, max_bytes: int) -> bytes | None:
+        """What the kernel holds now (``b""`` at EOF or reset), or None when nothing has arrived."""
+        try:
+            return self.sock.recv(max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno in _EOF_ERRNOS:
+                return b""
+            raise
+
     async def recv_next(self, max_bytes: int) -> bytes:
         """Like ``recv``, but always a checkpoint (the connection loop's one yield per request,
         so a client that keeps the next request ready cannot starve the others). Under load the
