@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 client for streaming upstream calls over pooled trio TCP streams; the wire
+"""A lean HTTP/1.1 client for streaming upstream calls over pooled keep-alive connections; the wire
 format is client_protocol.py's (sans-IO).
 
 Why not httpx here: profiling the gateway showed httpx's per-request machinery (cookie jars,
