@@ -79,6 +79,27 @@ async def test_client_disconnect_cancels_the_request() -> None:
                 await trio.sleep(0.01)  # neither the connection nor its watcher task outlives the client
 
 
+async def test_a_short_suspension_never_starts_a_watcher_and_a_long_one_does() -> None:
+    """Watching a client's socket costs a task wake-up, a registration and a cancellation; a
+    suspension shorter than the watch delay never pays it, one that lasts does."""
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=60) as running:
+        client = await running.connect()
+        for _ in range(3):
+            assert (await client.request("GET", "/sleep?0.001")).status == 200
+        await trio.sleep(0.3)  # several ticks of the watch delay, the connection still open
+        assert running.server.helper_tasks == 0  # no watcher task was ever started for it
+        await client.send(raw_request("GET", "/sleep"))
+        await probe.started.wait()
+        await trio.sleep(0.3)
+        assert running.server.helper_tasks == 1  # the long one is watched
+        await client.aclose()
+        with trio.fail_after(1):  # noticed at once: the watcher is already waiting on the socket
+            while not probe.cancelled:  # noqa: ASYNC110 (the probe records, it does not signal)
+                await trio.sleep(0.01)
+        assert probe.cancelled == ["sleep"]
+
+
 async def test_streamed_response_is_cut_at_the_deadline_and_its_producer_closed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -85,7 +85,9 @@ class HTTPConnection:
         self.transport = Transport(sock)
         self.client = _address(sock)
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_bytes)
-        self.watcher = DisconnectWatcher(self.transport, self._client_disconnected, context.spawn_helper)
+        self.watcher = DisconnectWatcher(
+            self.transport, self._client_disconnected, context.spawn_helper, context.watch_delay
+        )
         self.scope = trio.CancelScope()
         self.phase = Phase.IDLE
         self.cancel_reason: str | None = None

@@ -16,7 +16,7 @@ from ..streaming.guardrails.evaluator import GuardrailPolicy
 from ..streaming.guardrails.policy import operation_policy
 from ..streaming.guardrails.sinks import VerdictExporter
 from .protocol import DateHeader
-from .watcher import Spawn
+from .watcher import Spawn, WatchDelay
 
 if TYPE_CHECKING:
     from .connection import HTTPConnection
@@ -50,6 +50,10 @@ class ServerContext:
     spans: SpanRecorder | None = None  # OpenTelemetry export, when enabled
     verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
     _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
+    watch_delay: WatchDelay = field(init=False)  # when disconnect watchers start (watcher.py)
+
+    def __post_init__(self) -> None:
+        self.watch_delay = WatchDelay(self.spawn_helper)
 
     def guardrail_policy(self, extension: object = None) -> GuardrailPolicy | None:
         """The compiled policy for an operation's ``x-guardrails`` over the settings' policy
