@@ -32,7 +32,7 @@ class Backend:
     outstanding: int = 0
     requests: int = 0
     failures: int = 0
-    latency_ewma: float | None = None  # seconds to the response head
+    latency_ewma: float | None = None  # seconds to the answer: the head of a stream, the whole of any other
     health_latency: float | None = None
 
     @property
