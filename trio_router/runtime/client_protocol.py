@@ -189,9 +189,8 @@ class ResponseParser:
         code = int(status)
         tokens = {token.strip() for token in connection.split(b",")}
         self._keep_alive = b"close" not in tokens and (minor == b"1" or b"keep-alive" in tokens)
-        if 100 <= code < 200:
-            return Head(code, reason or b"", headers)
-        self._framing(code, lengths, transfer_encoding)
+        if not 100 <= code < 200:  # an interim response has no body: the final one's framing counts
+            self._framing(code, lengths, transfer_encoding)
         return Head(code, reason or b"", headers)
 
     def _framing(self, code: int, lengths: set[bytes], transfer_encoding: bytes | None) -> None:

@@ -14,7 +14,7 @@ disconnect or a shutdown cancels the upstream call like any other bridge call.
 from __future__ import annotations
 
 import json as _json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import partialmethod
 from typing import Any
 
@@ -111,7 +111,8 @@ class HandlerHTTPClient:
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         """Send a request; inside a handler it carries the request's ``traceparent`` and request id."""
-        return await_(shared_async_client().request(method, url, **_traced(kwargs)))
+        kwargs["headers"] = _trace_headers(kwargs.pop("headers", None))
+        return await_(shared_async_client().request(method, url, **kwargs))
 
     def stream(
         self,
@@ -130,7 +131,7 @@ class HandlerHTTPClient:
         hot path: see ``upstream.py``), others through httpx; errors are httpx's either way."""
         if not url.startswith("http://"):
             client = shared_async_client()
-            traced = _traced({"headers": headers}).get("headers")
+            traced = _trace_headers(headers)
             built = client.build_request(method, url, json=json, content=content, headers=traced, timeout=timeout)
             return StreamingResponse(await_(client.send(built, stream=True)))
         body = content if content is not None else b""
@@ -138,7 +139,7 @@ class HandlerHTTPClient:
             body = _json.dumps(json, separators=(",", ":")).encode()
         connect, read = _timeouts(timeout)
         pending = upstream_pool().send(
-            method, url, _lean_headers(headers, json is not None), body, connect_timeout=connect, read_timeout=read
+            method, url, _trace_headers(headers, json is not None), body, connect_timeout=connect, read_timeout=read
         )
         return StreamingResponse(await_(pending))
 
@@ -167,11 +168,20 @@ def upstream_pool() -> UpstreamPool:
     return pool
 
 
-def _lean_headers(headers: dict[str, str] | None, json_body: bool) -> list[tuple[str, str]]:
-    """``_traced``'s headers as a plain list for the lean client (building ``httpx.Headers`` and
-    its setdefaults cost ~5% of a gateway request): the caller's, then the request's
-    ``traceparent`` and request id and a JSON content type where the caller set none."""
-    listed = [(name.lower(), value) for name, value in headers.items()] if headers else []
+def _trace_headers(headers: Any, json_body: bool = False) -> list[tuple[str, str]]:
+    """The caller's headers (a mapping, ``httpx.Headers`` or pairs) as a plain list, plus the
+    request's ``traceparent`` and request id (inside a handler) and a JSON content type where
+    the caller set none. A list, not ``httpx.Headers``: building that and its setdefaults cost
+    ~5% of a gateway request on the lean path."""
+    if headers is None:
+        pairs: Any = ()
+    elif isinstance(headers, httpx.Headers):
+        pairs = headers.multi_items()
+    elif isinstance(headers, Mapping):
+        pairs = headers.items()
+    else:
+        pairs = headers
+    listed = [(name.lower(), value) for name, value in pairs]
     present = {name for name, _ in listed}
     request = current_request.get()
     if request is not None:
@@ -182,17 +192,6 @@ def _lean_headers(headers: dict[str, str] | None, json_body: bool) -> list[tuple
     if json_body and "content-type" not in present:
         listed.append(("content-type", "application/json"))
     return listed
-
-
-def _traced(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The call's arguments with the request's ``traceparent`` and request id added (if in a handler)."""
-    request = current_request.get()
-    if request is not None:
-        headers = httpx.Headers(kwargs.pop("headers", None))
-        headers.setdefault("traceparent", request.trace.outgoing())
-        headers.setdefault("x-request-id", request.id)
-        kwargs["headers"] = headers
-    return kwargs
 
 
 http_client = HandlerHTTPClient()
