@@ -236,10 +236,10 @@ async def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error_and_co
         received, error = await trio.to_thread.run_sync(stream)
         stats = {b["name"]: b for b in gateway.stats()["backends"]}
     assert isinstance(error, openai.APIError)  # the SDK read the terminal error event
-    assert error.body == {  # in OpenAI's shape: this operation's x-error-format
-        "message": "the event source failed; the error is in the server log",
+    assert error.body == {  # in OpenAI's shape: this operation's x-error-format; says what happened
+        "message": "backend 'dropper' closed the stream after 3 chunks",
         "type": "server_error",
-        "code": "internal",
+        "code": "upstream_closed",
     }
     assert "".join(received).startswith("dropper answers")  # what came before the cut got through
     assert stats["dropper"]["failures"] == 1 and stats["dropper"]["outstanding"] == 0

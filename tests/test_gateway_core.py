@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from handlers.gateway import proxy
 from handlers.gateway.backends import Registry
 from handlers.gateway.bandit import UCB1, ThompsonSampling
 from handlers.gateway.breaker import BreakerPolicy, CircuitBreaker, State
@@ -115,3 +116,19 @@ def test_ucb_exploration_decays_and_the_floor_demotes_a_failing_backend() -> Non
         bandit.observe("good", True, 5.0)  # slow but working
     assert bandit.exploration() == 0.5  # 500 samples: fully decayed
     assert [arm.name for arm in bandit.order([Arm("bad", 1), Arm("good", 1)])] == ["good", "bad"]
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, 1.0),
+        ("7", 7.0),
+        (" 12 ", 12.0),
+        ("-3", 1.0),
+        ("soon", 1.0),
+        ("9" * 20, 1.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
+)
+def test_retry_after_is_seconds_or_a_date_else_the_default(header: str | None, seconds: float) -> None:
+    assert proxy._retry_after(header, 1.0) == seconds

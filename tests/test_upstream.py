@@ -4,6 +4,7 @@ types for refused connections and silent upstreams."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 from collections.abc import AsyncIterator
@@ -12,9 +13,11 @@ from functools import partial
 import httpx
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.conftest import serve
-from trio_router import App, Request, Response
+from trio_router import App, Event, EventParser, EventTooLarge, Request, Response
 from trio_router.runtime import upstream
 from trio_router.runtime.upstream import UpstreamPool
 
@@ -146,3 +149,38 @@ async def test_reading_a_body_the_kernel_already_holds_lets_other_tasks_run(monk
     await pool.aclose()
     thread.join(5)
     listener.close()
+
+
+_LINE_TEXT = st.text(alphabet=st.sampled_from("ab\r\né"), max_size=40)
+
+
+@given(text=_LINE_TEXT, cuts=st.lists(st.integers(0, 200), max_size=8))
+def test_lines_split_anywhere_are_the_lines_of_the_whole(text: str, cuts: list[int]) -> None:
+    """The splitter scans each chunk once; wherever the bytes are cut (a CRLF or a UTF-8
+    character included), it yields the lines of the whole text, as str.splitlines() would."""
+    data = text.encode()
+    bounds = sorted({min(cut, len(data)) for cut in cuts} | {0, len(data)})
+    splitter = upstream._LineSplitter(None)
+    lines = [line for start, end in itertools.pairwise(bounds) for line in splitter.feed(data[start:end])]
+    assert lines + splitter.end() == text.splitlines()
+
+
+def test_a_line_over_the_bound_raises_however_it_arrives() -> None:
+    splitter = upstream._LineSplitter(100)
+    assert splitter.feed(b"x" * 60 + b"\n") == ["x" * 60]
+    splitter.feed(b"y" * 60)  # no break yet: held, 60 of 100
+    with pytest.raises(upstream.ResponseTooLarge, match="a line over 100 characters"):
+        splitter.feed(b"y" * 60)
+
+
+def test_an_event_over_the_bound_raises_before_its_blank_line() -> None:
+    parser = EventParser(max_event=100)
+    assert parser.line("data: " + "a" * 50) is None
+    with pytest.raises(EventTooLarge):
+        parser.line("data: " + "b" * 60)
+
+
+def test_events_under_the_bound_pass_whole() -> None:
+    parser = EventParser(max_event=100)
+    for _ in range(3):  # the bound is per event: it starts again after each blank line
+        assert parser.line("data: " + "a" * 60) is None and parser.line("") == Event("a" * 60)

@@ -9,10 +9,11 @@ from .openapi.document import SpecError
 from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .runtime.http_client import http_client, shared_async_client
+from .runtime.upstream import ResponseTooLarge
 from .security.verifiers import InvalidCredentials, Principal
 from .settings import Settings
-from .streaming.event_stream import EventStream, StreamOutcome
-from .streaming.sse import Event, EventParser
+from .streaming.event_stream import EventStream, StreamError, StreamOutcome
+from .streaming.sse import Event, EventParser, EventTooLarge
 from .websocket import WebSocket, WebSocketClosed
 
 __all__ = [
@@ -22,15 +23,18 @@ __all__ = [
     "Event",
     "EventParser",
     "EventStream",
+    "EventTooLarge",
     "HTTPError",
     "InvalidCredentials",
     "Principal",
     "Request",
     "Response",
+    "ResponseTooLarge",
     "Route",
     "Server",
     "Settings",
     "SpecError",
+    "StreamError",
     "StreamOutcome",
     "UploadedFile",
     "WebSocket",

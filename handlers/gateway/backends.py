@@ -32,6 +32,8 @@ class Backend:
     outstanding: int = 0
     requests: int = 0
     failures: int = 0
+    rate_limited: int = 0  # 429 answers
+    cooling_until: float = 0.0  # after a 429: no new requests before this (its Retry-After)
     latency_ewma: float | None = None  # seconds to the answer: the head of a stream, the whole of any other
     health_latency: float | None = None
 
@@ -66,6 +68,7 @@ class Backend:
             "outstanding": self.outstanding,
             "requests": self.requests,
             "failures": self.failures,
+            "rate_limited": self.rate_limited,
             "latency_ewma_ms": None if self.latency_ewma is None else round(self.latency_ewma * 1000, 3),
             "health_latency_ms": None if self.health_latency is None else round(self.health_latency * 1000, 3),
         }
@@ -102,17 +105,39 @@ class Registry:
 
     def plan(self, model: str, now: float, role: str = "unified") -> Iterator[tuple[Backend, str]]:
         """(backend, model) pairs to try in order: the model's candidates with ``role`` as its
-        policy orders them, then (unified only) each fallback model's. Unhealthy, drained
-        backends and open breakers are skipped; a breaker is asked only when its backend's turn
-        comes (a half-open one admits one probe)."""
-        for wanted in [model, *self.config.fallbacks.get(model, [])] if role == "unified" else [model]:
-            candidates = self._available(wanted, role)
+        policy orders them, then (unified only) each fallback model's. Unhealthy, drained,
+        cooling (rate-limited) backends and open breakers are skipped; a breaker is asked only
+        when its backend's turn comes (a half-open one admits one probe)."""
+        for wanted in self._models(model, role):
+            candidates = [b for b in self._available(wanted, role) if b.cooling_until <= now]
             pinned = self.pins.get(wanted)
             if pinned is not None and role == "unified":
                 candidates = [b for b in candidates if b.name == pinned]
             for backend in self._policy(wanted, role).order(candidates):
                 if backend.breaker.allow(now):
                     yield backend, wanted
+
+    def _models(self, model: str, role: str) -> list[str]:
+        return [model, *self.config.fallbacks.get(model, [])] if role == "unified" else [model]
+
+    def cooling(self, model: str, now: float) -> float | None:
+        """Seconds until the first of the model's backends (and its fallbacks') may be asked
+        again, when every one of them is cooling down after a 429; else None."""
+        serving = [b for wanted in self._models(model, "unified") for b in self._available(wanted, "unified")]
+        if not serving or any(b.cooling_until <= now for b in serving):
+            return None
+        return min(b.cooling_until for b in serving) - now
+
+    def retry_after(self, model: str, now: float) -> float:
+        """When to try again a model none of whose backends can be asked now: the first open
+        breaker's half-open time, else the next health check."""
+        reopening = [
+            b.breaker.open_until - now
+            for wanted in self._models(model, "unified")
+            for b in self._available(wanted, "unified")
+            if b.breaker.open_until > now
+        ]
+        return min(reopening) if reopening else self.config.health_interval
 
     def disaggregated(self, model: str) -> bool:
         """Whether prefill and decode backends serve ``model`` now (two-phase routing applies)."""

@@ -8,7 +8,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .tenancy.config import TenancyConfig
 
@@ -70,13 +70,31 @@ class GatewayConfig(TenancyConfig):
     unhealthy_after: int = Field(default=3, ge=1)  # consecutive failed checks
     retry_delay: float = Field(default=0.5, ge=0)  # at least this long between attempts
     connect_timeout: float = Field(default=5.0, gt=0)
-    total_timeout: float = Field(default=300.0, gt=0)
+    # An attempt whose response head has not come this long after the request was sent fails
+    # (next candidate; the breaker counts it). A non-streamed answer's head comes only once it
+    # is generated: raise this (and the operation's x-timeout) for long non-streamed answers.
+    first_byte_timeout: float = Field(default=10.0, gt=0)
+    stream_idle_timeout: float = Field(default=30.0, gt=0)  # the longest silence inside a stream
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a non-streamed answer
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)  # one line or event of a stream
+    rate_limit_cooldown: float = Field(default=1.0, ge=0)  # a 429 without (usable) Retry-After
+    max_cooldown: float = Field(default=300.0, gt=0)  # the longest a backend's Retry-After is believed
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     admin: AdminConfig | None = None  # the admin listener; none without this section
     registry_url: str | None = None  # polled for backends: {"backends": [...]}
     registry_interval: float = Field(default=10.0, gt=0)
     registry_grace: float = Field(default=60.0, ge=0)  # seconds a backend may be missing before removal
     embedded_mock: bool = Field(default=False, description="serve a mock backend in-process (the no-config default)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: object) -> object:
+        if isinstance(data, dict) and "total_timeout" in data:
+            raise ValueError(
+                "total_timeout is gone: set first_byte_timeout (the wait for a backend's answer to begin) "
+                "and stream_idle_timeout (the longest silence inside a stream)"
+            )
+        return data
 
     @field_validator("backends")
     @classmethod

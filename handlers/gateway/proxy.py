@@ -1,10 +1,15 @@
 """Forwarding one request: try the planned backends in order, retry what failed before any
 byte reached the client, relay streams event by event (through the framework's guardrails).
 
-Connection errors, timeouts and 5xx answers are retried on the next candidate (or fallback
-model), at least ``retry_delay`` after the previous attempt began. A 4xx is the client's
-problem: it is passed through. Once a stream has started nothing is retried; an upstream that
-dies mid-stream ends the client's stream with a terminal error event and counts as a failure.
+What an attempt's outcome means (the whole table, with what the client sees: docs/gateway.md):
+- no connection, no response head within ``first_byte_timeout``, a 5xx, a 200 that is not the
+  answer asked for (not JSON, not the endpoint's shape, over ``max_response_bytes``, a plain
+  answer to a stream request or the reverse): a failed attempt (the breaker counts it), then the
+  next candidate (or fallback model), at least ``retry_delay`` after the previous one began;
+- a 429: the next candidate; the backend cools down for its Retry-After (not a breaker
+  failure); the client gets 429 only when every candidate was rate-limited;
+- another 4xx: the client's problem, passed on in OpenAI's error shape;
+- a stream, once it began: relay.py.
 
 A model served by prefill and decode backends is answered in two phases first: a prefill
 backend returns an opaque ``kv_handle``, a decode backend generates from it. If either phase
@@ -13,18 +18,25 @@ finds no working backend, the unified backends answer as usual.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+import math
+import time
+from collections.abc import Iterable
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import trio
 
-from trio_router import Event, EventParser, EventStream, HTTPError, Request, Response, http_client, sleep
+from trio_router import EventStream, HTTPError, Request, Response, ResponseTooLarge, http_client, sleep
 
+from .answers import JSONAnswer, client_error_body, media_type, parse_answer, quote
 from .backends import Backend, Registry
+from .relay import relay
 
 Answer = Response | EventStream
 _TWO_PHASE_PATHS = ("/v1/chat/completions", "/v1/completions")
+_ERROR_BYTES = 65536  # of a 4xx body: an error message, not a document
 
 
 def forward(registry: Registry, request: Request, path: str, body: dict[str, Any]) -> Answer:
@@ -42,11 +54,7 @@ def forward(registry: Registry, request: Request, path: str, body: dict[str, Any
     answer = exchange.first_answer(registry.plan(model, trio.current_time()))
     if answer is not None:
         return answer
-    if not exchange.attempts:
-        raise HTTPError(503, f"no healthy backend serves {model!r} now", close=False, code="no_backend_available")
-    raise HTTPError(
-        502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=exchange.attempts
-    )
+    raise exchange.no_answer(model)
 
 
 class _Exchange:
@@ -57,11 +65,41 @@ class _Exchange:
         self.path = path
         self.body = body
         config = registry.config
-        self.timeout = httpx.Timeout(config.total_timeout, connect=config.connect_timeout)
+        self.config = config
+        self.timeout = httpx.Timeout(config.stream_idle_timeout, connect=config.connect_timeout)
+        self.streamed = path in _TWO_PHASE_PATHS and body.get("stream") is True
         self.started = trio.current_time()
         self.upstream_seconds = 0.0
         self.attempts: list[dict[str, Any]] = []
+        self.rate_limited: list[float] = []  # the Retry-After of each 429
         self._last_attempt = -float("inf")
+
+    def no_answer(self, model: str) -> HTTPError:
+        """Why no backend answered: every candidate rate-limited (429, the soonest Retry-After),
+        none could be asked (503, when one may be again), or every attempt failed (502)."""
+        now = trio.current_time()
+        cooling = self.registry.cooling(model, now) if not self.attempts else None
+        if cooling is not None or (self.rate_limited and len(self.rate_limited) == len(self.attempts)):
+            wait = cooling if cooling is not None else min(self.rate_limited)
+            return HTTPError(
+                429,
+                f"every backend serving {model!r} is rate-limited; retry after {_seconds(wait)} s",
+                close=False,
+                headers=[(b"retry-after", _seconds(wait).encode())],
+                code="rate_limit_exceeded",
+            )
+        if not self.attempts:
+            wait = self.registry.retry_after(model, now)
+            return HTTPError(
+                503,
+                f"no healthy backend serves {model!r} now",
+                close=False,
+                headers=[(b"retry-after", _seconds(wait).encode())],
+                code="no_backend_available",
+            )
+        return HTTPError(
+            502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=self.attempts
+        )
 
     def first_answer(self, plan: Iterable[tuple[Backend, str]], extra: dict[str, Any] | None = None) -> Answer | None:
         """The first backend's answer that is not a failure, or None when all failed."""
@@ -76,56 +114,103 @@ class _Exchange:
         for backend, model in plan:
             sent = self._pace()
             try:
-                reply = http_client.post(
-                    f"{backend.config.url}{self.path}",
-                    json={**self._payload(model), "stream": False},
-                    timeout=self.timeout,
-                )
+                upstream = self._open(backend, {**self._payload(model), "stream": False})
+                try:
+                    reply = upstream.read(self.config.max_response_bytes) if upstream.status_code == 200 else b""
+                finally:
+                    upstream.close()
             except httpx.TransportError as exc:
-                self._failed(backend, model, sent, _describe(exc))
+                self._failed(backend, model, sent, self._describe(exc))
                 continue
-            handle = reply.json().get("kv_handle") if reply.status_code == 200 else None
+            payload = _json_object(reply)
+            handle = payload.get("kv_handle") if payload is not None else None
             if not isinstance(handle, str):
-                self._failed(backend, model, sent, f"prefill answered HTTP {reply.status_code} without a kv_handle")
+                self._failed(backend, model, sent, f"prefill answered HTTP {upstream.status_code} without a kv_handle")
                 continue
             self._succeeded(backend, model, sent, {"phase": "prefill", "status": 200})
             return handle
         return None
 
     def _attempt(self, backend: Backend, model: str, payload: dict[str, Any]) -> Answer | None:
-        """The backend's answer, or None when it failed (a transport error before anything was
-        handed to the client, or a 5xx). The backend's outstanding count covers the attempt
-        however it ends, cancellation included, and a stream until the relay is closed."""
+        """The backend's answer, or None when it failed or was rate-limited (see the module's
+        docstring). The backend's outstanding count covers the attempt however it ends,
+        cancellation included, and a stream until the relay is closed."""
         sent = self._pace()
         backend.outstanding += 1
         upstream = None
         handed_over = False
         try:
-            upstream = http_client.stream(
-                "POST", f"{backend.config.url}{self.path}", json=payload, timeout=self.timeout
-            )
-            if upstream.status_code >= 500:
-                detail = upstream.read()[:200].decode("utf-8", "replace")
-                self._failed(backend, model, sent, f"HTTP {upstream.status_code}: {detail}")
+            upstream = self._open(backend, payload)
+            status = upstream.status_code
+            if status == 429:
+                self._cool_down(backend, model, sent, upstream.header("retry-after"))
                 return None
-            content_type = upstream.header("content-type") or "application/json"
-            if upstream.status_code == 200 and content_type.startswith("text/event-stream"):
-                self._succeeded(backend, model, sent, {"status": upstream.status_code})
-                handed_over = True
-                return EventStream(
-                    _relay(upstream, self.registry, backend, model, sent), headers=self._headers(backend)
-                )
-            body = upstream.read()
-            self._succeeded(backend, model, sent, {"status": upstream.status_code})  # a 4xx is the client's fault
-            return Response(body, upstream.status_code, [("content-type", content_type), *self._headers(backend)])
+            if status >= 500:
+                detail = quote(upstream.read_prefix(800).decode("utf-8", "replace"))
+                self._failed(backend, model, sent, f"HTTP {status}" + (f": {detail}" if detail else ""))
+                return None
+            content_type = upstream.header("content-type") or ""
+            if status == 200:
+                streamed = media_type(content_type) == "text/event-stream"
+                if streamed != self.streamed:
+                    asked = "a stream" if self.streamed else "a plain answer"
+                    self._failed(backend, model, sent, f"answered HTTP 200 with {content_type or 'no content type'} "
+                                 f"to a request for {asked}")  # fmt: skip
+                    return None
+                if streamed:
+                    self._succeeded(backend, model, sent, {"status": status})
+                    handed_over = True
+                    events = relay(upstream, self.registry, backend, model, sent)
+                    return EventStream(events, headers=self._headers(backend))
+                body = upstream.read(self.config.max_response_bytes)
+                answer = parse_answer(self.path, content_type, body)
+                if isinstance(answer, str):
+                    self._failed(backend, model, sent, answer)
+                    return None
+                self._succeeded(backend, model, sent, {"status": status})
+                return JSONAnswer(body, answer, [("content-type", content_type), *self._headers(backend)])
+            error = client_error_body(status, content_type, upstream.read_prefix(_ERROR_BYTES))
+            self._succeeded(backend, model, sent, {"status": status})  # a 4xx is the client's fault
+            return Response(error, status, [("content-type", "application/json"), *self._headers(backend)])
         except httpx.TransportError as exc:
-            self._failed(backend, model, sent, _describe(exc))
+            self._failed(backend, model, sent, self._describe(exc))
             return None
         finally:
             if not handed_over:
                 backend.outstanding -= 1
                 if upstream is not None:
                     upstream.close()
+
+    def _open(self, backend: Backend, payload: dict[str, Any]) -> Any:
+        return http_client.stream(
+            "POST",
+            f"{backend.config.url}{self.path}",
+            json=payload,
+            timeout=self.timeout,
+            head_timeout=self.config.first_byte_timeout,
+        )
+
+    def _cool_down(self, backend: Backend, model: str, sent: float, retry_after: str | None) -> None:
+        """A 429: that backend's own limit, not a fault; ask it again after its Retry-After."""
+        now = trio.current_time()
+        self.upstream_seconds += now - sent
+        wait = min(_retry_after(retry_after, self.config.rate_limit_cooldown), self.config.max_cooldown)
+        backend.cooling_until = max(backend.cooling_until, now + wait)
+        backend.rate_limited += 1
+        self.rate_limited.append(wait)
+        self.attempts.append({"backend": backend.name, "model": model, "status": 429, "retry_after": wait})
+
+    def _describe(self, exc: httpx.TransportError) -> str:
+        """An attempt's failure in words that name no internal address."""
+        if isinstance(exc, ResponseTooLarge):
+            return f"answered with more than the gateway accepts ({exc})"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"no connection within {self.config.connect_timeout:g} s"
+        if isinstance(exc, httpx.ConnectError):
+            return "cannot be connected to"
+        if isinstance(exc, httpx.ReadTimeout):
+            return f"no answer within {self.config.first_byte_timeout:g} s"
+        return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
     def _payload(self, model: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         if model == self.body["model"] and not extra:
@@ -161,22 +246,30 @@ class _Exchange:
         ]
 
 
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+def _seconds(wait: float) -> str:
+    """Whole seconds for Retry-After, rounded up, at least 1."""
+    return str(max(1, math.ceil(wait)))
 
 
-def _relay(upstream: Any, registry: Registry, backend: Backend, model: str, sent: float) -> Iterator[Event]:
-    """The upstream's events, one by one as they arrive; closing this closes the upstream."""
-    parser = EventParser()
+def _retry_after(value: str | None, default: float) -> float:
+    """A Retry-After header's seconds (a number or an HTTP date); ``default`` when absent or unusable."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return float(value)
     try:
-        for line in upstream.iter_lines():
-            event = parser.line(line)
-            if event is not None:
-                yield event
-    except httpx.HTTPError:
-        now = trio.current_time()
-        registry.record_broken_stream(backend, model, now - sent, now)
-        raise
-    finally:
-        backend.outstanding -= 1
-        upstream.close()
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return default
+    if when.tzinfo is None:
+        return default
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return payload if isinstance(payload, dict) else None

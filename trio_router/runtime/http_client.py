@@ -23,7 +23,7 @@ import trio
 
 from .bridge import await_
 from .current import current_request
-from .upstream import UpstreamPool, UpstreamResponse
+from .upstream import ResponseTooLarge, UpstreamPool, UpstreamResponse
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
@@ -74,14 +74,27 @@ class StreamingResponse:
         value: str | None = self.response.headers.get(name)
         return value
 
-    def read(self) -> bytes:
-        return await_(self.response.aread())
+    def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; one over ``max_bytes`` raises ``ResponseTooLarge`` (and is not kept)."""
+        if isinstance(self.response, UpstreamResponse):
+            return await_(self.response.aread(max_bytes))
+        return await_(_read_bounded(self.response, max_bytes))
+
+    def read_prefix(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body, the rest left unread (the connection is closed):
+        quoting an upstream's error page costs the same whatever its size."""
+        if isinstance(self.response, UpstreamResponse):
+            return await_(self.response.aread_prefix(limit))
+        return await_(_read_prefix(self.response, limit))
 
     def iter_bytes(self) -> Iterator[bytes]:
         return self._iterate(self.response.aiter_bytes())
 
-    def iter_lines(self) -> Iterator[str]:
-        return self._iterate(self.response.aiter_lines())
+    def iter_lines(self, max_line: int | None = None) -> Iterator[str]:
+        """The body's lines as they arrive; one longer than ``max_line`` raises ``ResponseTooLarge``."""
+        if isinstance(self.response, UpstreamResponse):
+            return self._iterate(self.response.aiter_lines(max_line))
+        return self._iterate(_bounded_lines(self.response.aiter_lines(), max_line))
 
     def close(self) -> None:
         """Release the connection, even while the handler is being cancelled (bounded: 5 s)."""
@@ -99,6 +112,34 @@ class StreamingResponse:
                     return
         finally:
             self.close()
+
+
+async def _read_bounded(response: httpx.Response, max_bytes: int | None) -> bytes:
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise ResponseTooLarge(f"the upstream's body is over {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_prefix(response: httpx.Response, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
+async def _bounded_lines(lines: AsyncIterator[str], max_line: int | None) -> AsyncIterator[str]:
+    """httpx's lines, bounded after the fact (httpx buffers a line whole before yielding it)."""
+    async for line in lines:
+        if max_line is not None and len(line) > max_line:
+            raise ResponseTooLarge(f"the upstream sent a line over {max_line} characters")
+        yield line
 
 
 async def _close_shielded(response: httpx.Response | UpstreamResponse) -> None:
@@ -123,9 +164,13 @@ class HandlerHTTPClient:
         content: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        head_timeout: float | None = None,
     ) -> StreamingResponse:
         """Send a request and return once the response head is in; read the body from the result
         (``iter_lines``, ``iter_bytes``, ``read``) and ``close()`` it, or let an iterator finish.
+        ``timeout``'s read part bounds each silence while reading the body; ``head_timeout``
+        (default: the same) bounds the wait for the head after the request is sent, the time
+        to first byte (``httpx.ReadTimeout`` either way).
 
         Plain ``http://`` calls go through a lean client over pooled connections (a proxy's
         hot path: see ``upstream.py``), others through httpx; errors are httpx's either way."""
@@ -133,13 +178,19 @@ class HandlerHTTPClient:
             client = shared_async_client()
             traced = _trace_headers(headers)
             built = client.build_request(method, url, json=json, content=content, headers=traced, timeout=timeout)
-            return StreamingResponse(await_(client.send(built, stream=True)))
+            return StreamingResponse(await_(_send_httpx(client, built, head_timeout)))
         body = content if content is not None else b""
         if json is not None:
             body = _json.dumps(json, separators=(",", ":")).encode()
         connect, read = _timeouts(timeout)
         pending = upstream_pool().send(
-            method, url, _trace_headers(headers, json is not None), body, connect_timeout=connect, read_timeout=read
+            method,
+            url,
+            _trace_headers(headers, json is not None),
+            body,
+            connect_timeout=connect,
+            read_timeout=read if head_timeout is None else head_timeout,
+            body_timeout=read,
         )
         return StreamingResponse(await_(pending))
 
@@ -149,6 +200,14 @@ class HandlerHTTPClient:
     patch = partialmethod(request, "PATCH")
     delete = partialmethod(request, "DELETE")
     head = partialmethod(request, "HEAD")
+
+
+async def _send_httpx(client: httpx.AsyncClient, built: httpx.Request, head_timeout: float | None) -> httpx.Response:
+    if head_timeout is None:
+        return await client.send(built, stream=True)
+    with trio.move_on_after(head_timeout):
+        return await client.send(built, stream=True)
+    raise httpx.ReadTimeout(f"no response head within {head_timeout:g}s", request=built)
 
 
 def _timeouts(timeout: float | httpx.Timeout | None) -> tuple[float, float]:

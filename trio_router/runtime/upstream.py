@@ -30,6 +30,11 @@ _READS_PER_YIELD = 16
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
+class ResponseTooLarge(httpx.RemoteProtocolError):
+    """The upstream sent more than the caller allows (a body, or one line of it): the
+    connection is closed, not pooled, and nothing more is read."""
+
+
 class _Connection:
     """A pooled upstream connection: the socket as the server's ``Transport`` (send what the
     kernel takes now, wait only when it takes nothing; ``trio.SocketStream`` yields to the
@@ -46,14 +51,16 @@ class _Connection:
 class UpstreamResponse:
     """The head of an upstream response; the body is read with ``aiter_raw`` / ``aread``."""
 
-    def __init__(self, pool: UpstreamPool, key: tuple[str, int], connection: _Connection, head: Head) -> None:
+    def __init__(
+        self, pool: UpstreamPool, key: tuple[str, int], connection: _Connection, head: Head, read_timeout: float
+    ) -> None:
         self.status_code = head.status
         self._raw_headers = head.headers
         self._headers: httpx.Headers | None = None
         self._pool = pool
         self._key = key
         self._connection: _Connection | None = connection
-        self._read_timeout = pool.read_timeout
+        self._read_timeout = read_timeout  # for each piece of the body: the longest silence allowed
 
     @property
     def headers(self) -> httpx.Headers:
@@ -83,29 +90,41 @@ class UpstreamResponse:
 
     aiter_bytes = aiter_raw  # httpx's name: no content-encoding is asked for, so raw is decoded
 
-    async def aiter_lines(self) -> AsyncIterator[str]:
-        """The body's text lines (UTF-8), split on CRLF, LF or CR as the chunks arrive."""
-        decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        pending = ""
+    async def aiter_lines(self, max_line: int | None = None) -> AsyncIterator[str]:
+        """The body's text lines (UTF-8), split on CRLF, LF or CR as the chunks arrive. Each
+        chunk is scanned once (a line arriving in many pieces is not re-split at every piece);
+        a line longer than ``max_line`` characters raises ``ResponseTooLarge``."""
+        splitter = _LineSplitter(max_line)
         async for chunk in self.aiter_raw():
-            pending += decoder.decode(chunk)
-            # A CR at the very end may be the first half of a CRLF: keep it for the next chunk.
-            cut = len(pending) - 1 if pending.endswith("\r") else len(pending)
-            *lines, rest = _LINE_BREAK.split(pending[:cut])
-            pending = rest + pending[cut:]
-            for line in lines:
+            for line in splitter.feed(chunk):
                 yield line
-        *lines, rest = _LINE_BREAK.split(pending + decoder.decode(b"", final=True))
-        for line in lines:
+        for line in splitter.end():
             yield line
-        if rest:
-            yield rest
 
-    async def aread(self) -> bytes:
+    async def aread(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; more than ``max_bytes`` raises ``ResponseTooLarge``."""
         chunks = []
+        size = 0
         async for chunk in self.aiter_raw():
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                self.close()
+                raise ResponseTooLarge(f"the upstream's body is over {max_bytes} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    async def aread_prefix(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body, without reading the rest (the connection is then
+        closed, not pooled): enough to quote an error page of any size."""
+        chunks = []
+        size = 0
+        async for chunk in self.aiter_raw():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                self.close()
+                break
+        return b"".join(chunks)[:limit]
 
     async def aclose(self) -> None:
         self.close()
@@ -143,8 +162,11 @@ class UpstreamPool:
         *,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        body_timeout: float | None = None,
     ) -> UpstreamResponse:
-        """Send the request; return once the response head is in (the body follows)."""
+        """Send the request; return once the response head is in (the body follows). The head
+        must come within ``read_timeout`` s of the request being sent, and each later piece of
+        the body within ``body_timeout`` s of the one before (default: ``read_timeout``)."""
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"the lean upstream client speaks http:// only, not {url!r}")
@@ -177,12 +199,13 @@ class UpstreamPool:
             if fresh:
                 raise httpx.RemoteProtocolError(str(exc) or "the upstream closed the connection") from exc
             # A pooled connection the upstream had closed meanwhile: once more on a new one.
-            return await self.send(method, url, headers, body, connect_timeout=connect_timeout, read_timeout=wait)
+            again = {"connect_timeout": connect_timeout, "read_timeout": wait, "body_timeout": body_timeout}
+            return await self.send(method, url, headers, body, **again)
         except BaseException:
             self.discard(connection)
             raise
         assert type(event) is Head
-        return UpstreamResponse(self, key, connection, event)
+        return UpstreamResponse(self, key, connection, event, wait if body_timeout is None else body_timeout)
 
     def give_back(self, key: tuple[str, int], connection: _Connection) -> None:
         idle = self._idle.setdefault(key, [])
@@ -247,3 +270,46 @@ async def _next_event(connection: _Connection, within: float) -> Head | bytes | 
             connection.reads_without_yielding = 0
             await trio.lowlevel.checkpoint()
         parser.feed(data)  # b"" at EOF: the parser then ends a close-delimited body, or complains
+
+
+class _LineSplitter:
+    """Text lines out of UTF-8 chunks in linear time: only the new chunk is searched for line
+    breaks, the unfinished line is kept as pieces (joined once it ends) and bounded."""
+
+    __slots__ = ("_after_cr", "_decoder", "_max_line", "_pending", "_pending_size")
+
+    def __init__(self, max_line: int | None) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._max_line = max_line
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._after_cr = False  # the last chunk ended in CR: a LF starting this one completes that break
+
+    def feed(self, chunk: bytes) -> list[str]:
+        return self._split(self._decoder.decode(chunk))
+
+    def end(self) -> list[str]:
+        lines = self._split(self._decoder.decode(b"", final=True))
+        if self._pending:
+            lines.append("".join(self._pending))
+            self._pending, self._pending_size = [], 0
+        return lines
+
+    def _split(self, text: str) -> list[str]:
+        if self._after_cr and text:
+            self._after_cr = False
+            if text[0] == "\n":
+                text = text[1:]
+        if text:
+            self._after_cr = text.endswith("\r")
+        *complete, rest = _LINE_BREAK.split(text)
+        if complete:
+            complete[0] = "".join((*self._pending, complete[0]))
+            self._pending, self._pending_size = [], 0
+        if rest:
+            self._pending.append(rest)
+            self._pending_size += len(rest)
+        limit = self._max_line
+        if limit is not None and (self._pending_size > limit or any(len(line) > limit for line in complete)):
+            raise ResponseTooLarge(f"the upstream sent a line over {limit} characters")
+        return complete

@@ -35,12 +35,28 @@ _HEADERS = [("content-type", "text/event-stream"), ("cache-control", "no-cache")
 @dataclass(frozen=True, slots=True)
 class StreamOutcome:
     """How a stream ended, for ``EventStream(on_close=...)``: ``reason`` is ``complete`` (the
-    source ended), ``deadline``, ``guardrail`` (severed), ``internal`` (the source failed) or
-    ``disconnect`` (the client left or could not be written to); ``guardrails`` counts the
-    verdicts by action (redact, flag, truncate)."""
+    source ended), ``deadline``, ``guardrail`` (severed), ``aborted`` (the source raised
+    ``StreamError``: its ``code`` and ``detail`` are here), ``internal`` (the source failed
+    otherwise) or ``disconnect`` (the client left or could not be written to); ``guardrails``
+    counts the verdicts by action (redact, flag, truncate)."""
 
     reason: str
     guardrails: dict[str, int] = field(default_factory=dict)
+    code: str | None = None
+    detail: str | None = None
+
+
+class StreamError(Exception):
+    """Raise from an event source to end its stream early with an error the client can read:
+    the last event carries ``detail`` and ``code`` in the operation's error format (OpenAI's
+    ``{"error": {"message", "type", "code"}}``, which its SDKs raise as ``APIError``), where a
+    failure of any other kind says only that the source failed. A relay uses it to say what
+    its upstream did (``"backend 'b' stopped sending after 12 chunks"``)."""
+
+    def __init__(self, detail: str, *, code: str = "stream_error") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
 
 
 class EventStream:
@@ -131,6 +147,7 @@ class _Pump:
         self._finished = False
         self._last_sent = trio.current_time()
         self._reason = "disconnect"  # until _end says otherwise
+        self._abort: StreamError | None = None
         self.on_close: Callable[[StreamOutcome], Awaitable[None]] | None = None
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -158,9 +175,11 @@ class _Pump:
                 await self.aclose()
                 raise DropConnection
             elif isinstance(item, _Failure):
-                return await self._end(
-                    self._guard.finish() if self._guard else [], self._terminal(*_FAILED), "internal"
-                )
+                held = self._guard.finish() if self._guard else []
+                self._abort = error = item.error
+                if error is None:
+                    return await self._end(held, self._terminal(*_FAILED), "internal")
+                return await self._end(held, self._terminal(error.code, error.detail), "aborted")
             else:
                 events = self._guard.process(item, now) if self._guard else [item]
             if self._guard is not None and self._guard.severed is not None:
@@ -238,7 +257,11 @@ class _Pump:
             await _close_unstarted(self._source)
         on_close, self.on_close = self.on_close, None
         if on_close is not None:
-            outcome = StreamOutcome(self._reason, dict(self._guard.counts) if self._guard is not None else {})
+            counts = dict(self._guard.counts) if self._guard is not None else {}
+            abort = self._abort if self._reason == "aborted" else None
+            outcome = StreamOutcome(
+                self._reason, counts, abort.code if abort else None, abort.detail if abort else None
+            )
             with self._closing_scope():
                 try:
                     await on_close(outcome)
@@ -259,6 +282,14 @@ class _Pump:
                             await self._pump_sync(iter(self._source))
                     except DropConnection:
                         await self._send.send(_DROP)
+                    except StreamError as exc:
+                        log.warning(
+                            "stream of %s ended early (request id %s): %s",
+                            self._request.operation,
+                            self._request.id,
+                            exc.detail,
+                        )
+                        await self._send.send(_Failure(exc))
                     except Exception:
                         log.exception(
                             "event source of %s failed (request id %s)", self._request.operation, self._request.id
@@ -298,7 +329,13 @@ class _Pump:
 
 
 class _Failure:
-    """Sent down the channel when the source raised: the consumer ends the stream with an error."""
+    """Sent down the channel when the source raised: the consumer ends the stream with an error
+    (the source's own words if it raised ``StreamError``)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: StreamError | None = None) -> None:
+        self.error = error
 
 
 _DONE: Any = object()

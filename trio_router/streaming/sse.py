@@ -46,13 +46,21 @@ def encode(item: Event | str) -> bytes:
     return "".join(out).encode()
 
 
+class EventTooLarge(ValueError):
+    """An event's data grew past the parser's bound before the blank line that ends it."""
+
+
 class EventParser:
     """Events from the lines of a text/event-stream (line breaks already split off), by the
     WHATWG parsing rules: ``data`` lines joined with newlines, comments ignored, an event
-    dispatched at each blank line (none if it had no data)."""
+    dispatched at each blank line (none if it had no data). An event whose data exceeds
+    ``max_event`` characters raises ``EventTooLarge``: a peer that never sends the blank line
+    cannot make the parser hold an unbounded event."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_event: int | None = None) -> None:
         self._data: list[str] = []
+        self._size = 0
+        self._max_event = max_event
         self._event: str | None = None
         self._id: str | None = None
         self._retry: int | None = None
@@ -61,6 +69,7 @@ class EventParser:
         if not line:
             event = Event("\n".join(self._data), self._event, self._id, self._retry) if self._data else None
             self._data, self._event, self._id, self._retry = [], None, None, None
+            self._size = 0
             return event
         if line.startswith(":"):
             return None
@@ -68,6 +77,9 @@ class EventParser:
         value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
+            self._size += len(value) + 1
+            if self._max_event is not None and self._size > self._max_event:
+                raise EventTooLarge(f"an event's data is over {self._max_event} characters")
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:

@@ -89,6 +89,8 @@ class TenancyConfig(BaseModel):
     idempotency_ttl: float = Field(default=86400.0, gt=0)
     signature_window: float = Field(default=300.0, gt=0)  # seconds a signature's timestamp may be off
     output_ratio_alpha: float = Field(default=0.1, gt=0, le=1)  # EWMA of output/input tokens
+    # Reported output tokens believed at most (a request without max_tokens); usage beyond is clamped.
+    max_output_tokens: int = Field(default=1_000_000, ge=1)
 
     @property
     def keys_required(self) -> bool:

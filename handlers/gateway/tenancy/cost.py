@@ -50,6 +50,42 @@ def _text_chars(value: Any) -> int:
     return 0
 
 
+_TOKENS_PER_MESSAGE = 16  # a chat template's role and separator tokens, generously
+_TOKENS_PER_MEDIA_PART = 100_000  # an image, audio or file part: its tokens are not in its text
+
+
+def ceiling(body: dict[str, Any], path: str, unbounded_output: int) -> Tokens:
+    """The most tokens a request could have produced: a token covers at least one character of
+    the prompt (plus each message's template tokens, and a generous allowance per non-text
+    part); the output at most ``max_tokens`` times ``n``, else ``unbounded_output``. A backend
+    reporting more (or less than 0) is not believed (``clamp``)."""
+    chars = estimate_input(body) * CHARS_PER_TOKEN
+    listed = body.get("messages")
+    messages: list[Any] = listed if isinstance(listed, list) else []
+    media = sum(
+        1
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") not in (None, "text")
+    )
+    tokens_in = chars + _TOKENS_PER_MESSAGE * (len(messages) + 1) + _TOKENS_PER_MEDIA_PART * media
+    if path.endswith("/embeddings"):
+        return Tokens(tokens_in, 0)
+    asked = body.get("max_completion_tokens", body.get("max_tokens"))
+    choices = body.get("n", 1)
+    choices = choices if isinstance(choices, int) and not isinstance(choices, bool) and choices >= 1 else 1
+    if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0:
+        return Tokens(tokens_in, asked * choices)
+    return Tokens(tokens_in, unbounded_output)
+
+
+def clamp(reported: Tokens, most: Tokens) -> tuple[Tokens, bool]:
+    """``reported`` moved into [0, most] on each side, and whether it had to be."""
+    tokens = Tokens(min(max(reported.input, 0), most.input), min(max(reported.output, 0), most.output))
+    return tokens, tokens != reported
+
+
 def predict(body: dict[str, Any], path: str, output_ratio: float) -> Tokens:
     tokens_in = estimate_input(body)
     if path.endswith("/embeddings"):

@@ -26,8 +26,9 @@ import trio
 
 from trio_router import App, EventStream, HTTPError, Request, Response, StreamOutcome, await_
 
+from ..answers import JSONAnswer
 from .config import KeyRecord, TenancyConfig, TenantLimits
-from .cost import OutputRatios, Tokens, cost, from_usage, money, predict
+from .cost import OutputRatios, Tokens, ceiling, clamp, cost, from_usage, money, predict
 from .idempotency import Idempotency
 from .metered_stream import Tally, counted
 from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
@@ -70,6 +71,7 @@ class _Visit:
         self.reservation: Reservation | None = None
         self.step_ms = 0.0
         self.forwarded = False
+        self.usage_clamped = False
         self.idempotency_key = request.header("idempotency-key")
         self.idempotency_key_held = self.idempotency_key is not None
         claims = request.principal.claims
@@ -197,14 +199,30 @@ class _Visit:
         return answer
 
     def _usage_of(self, answer: Response) -> Tokens:
-        try:
-            reported = from_usage(json.loads(answer.body).get("usage"))
-        except (ValueError, AttributeError):
-            reported = None
+        if isinstance(answer, JSONAnswer):  # parsed (and checked) by the proxy already
+            reported = from_usage(answer.payload.get("usage"))
+        else:
+            try:
+                reported = from_usage(json.loads(answer.body).get("usage"))
+            except (ValueError, AttributeError, RecursionError):
+                reported = None
         if reported is None:  # a backend that reports no usage: charge the estimate
             return self.estimate
-        self.meter.ratios.observe(self.tenant.name, reported)
-        return reported
+        trusted = self._trusted(reported)
+        self.meter.ratios.observe(self.tenant.name, trusted)
+        return trusted
+
+    def _trusted(self, reported: Tokens) -> Tokens:
+        """A backend's usage, clamped to what the request could have produced: a negative count
+        would credit the tenant, an absurd one would drain its budget."""
+        most = ceiling(self.body, self.path, self.meter.config.max_output_tokens)
+        tokens, moved = clamp(reported, most)
+        if moved:
+            self.usage_clamped = True
+            self.meter.outage_log.warn(
+                "backend usage %s clamped to %s (request id %s)", reported, tokens, self.request.id
+            )
+        return tokens
 
     def _stream(self, answer: EventStream) -> EventStream:
         tally = Tally(self.estimate)
@@ -215,9 +233,9 @@ class _Visit:
         return answer
 
     async def _stream_closed(self, outcome: StreamOutcome, tally: Tally, headers: list[tuple[str, str]]) -> None:
-        used = tally.tokens()
+        used = self._used(tally)
         if tally.reported is not None:
-            self.meter.ratios.observe(self.tenant.name, tally.reported)
+            self.meter.ratios.observe(self.tenant.name, used)
         actual = self._cost(used)
         if self.reservation is not None:
             try:
@@ -225,11 +243,13 @@ class _Visit:
             except StateUnavailable as exc:
                 log.warning("a stream's usage could not be settled: %s", exc)
         backend, attempts = _router_headers(headers)
-        status = "ok" if outcome.reason == "complete" else outcome.reason
-        self._record(200, status, backend, attempts, used, actual, True, outcome.guardrails)
+        self._record(200, _stream_outcome(outcome), backend, attempts, used, actual, True, outcome.guardrails)
+
+    def _used(self, tally: Tally) -> Tokens:
+        return tally.tokens() if tally.reported is None else self._trusted(tally.reported)
 
     def summary(self, tally: Tally) -> dict[str, Any]:
-        used = tally.tokens()
+        used = self._used(tally)
         actual = self._cost(used)
         return {
             "cost_estimated": money(self.estimated_cost),
@@ -299,6 +319,7 @@ class _Visit:
                 stream=stream,
                 guardrails=guardrails or {},
                 idempotency_key=self.idempotency_key,
+                usage_clamped=self.usage_clamped,
                 degraded=self.degraded,
                 started_at=self.started_at,
             )
@@ -322,6 +343,16 @@ class _OncePerSecond:
             message += f" ({self._left_out} more like this in the last second)"
         self._second, self._left_out = second, 0
         log.warning(message, *args)
+
+
+def _stream_outcome(outcome: StreamOutcome) -> str:
+    """The record's outcome: ``ok``, how the stream was cut, or what its backend did (a relay's
+    ``StreamError`` code: upstream_stalled, upstream_truncated, ...)."""
+    if outcome.reason == "complete":
+        return "ok"
+    if outcome.reason == "aborted":
+        return outcome.code if outcome.code and outcome.code.startswith("upstream_") else "internal"
+    return outcome.reason
 
 
 def _efficiency(estimated: int, actual: int) -> float | None:
