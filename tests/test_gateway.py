@@ -234,7 +234,7 @@ async def test_an_upstream_dying_mid_stream_ends_the_stream_with_an_error_and_co
             return received, None
 
         received, error = await trio.to_thread.run_sync(stream)
-        stats = {b["name"]: b for b in gateway.stats()["backends"]}
+        stats = {b.name: b.stats() for b in gateway.REGISTRY.backends.values()}
     assert isinstance(error, openai.APIError)  # the SDK read the terminal error event
     assert error.body == {  # in OpenAI's shape: this operation's x-error-format; says what happened
         "message": "backend 'dropper' closed the stream after 3 chunks",

@@ -72,7 +72,8 @@ async def test_admin_needs_its_token_and_manages_backends(tmp_path: Path, monkey
 
         assert (await http.delete(f"{admin}/admin/backends/extra", headers=token)).status_code == 204
         assert (await http.delete(f"{admin}/admin/backends/extra", headers=token)).status_code == 404
-        assert [b["name"] for b in (await http.get(f"{public}/stats")).json()["backends"]] == ["static"]
+        assert (await http.get(f"{public}/stats")).status_code == 401  # an admin section: operators only
+        assert [b["name"] for b in (await http.get(f"{public}/stats", headers=token)).json()["backends"]] == ["static"]
 
 
 async def test_without_the_token_variable_the_admin_api_refuses_everyone(

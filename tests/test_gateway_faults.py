@@ -99,7 +99,7 @@ def sdk(running: Running) -> openai.OpenAI:
 
 
 def stats() -> dict[str, dict[str, Any]]:
-    return {backend["name"]: backend for backend in gateway.stats()["backends"]}
+    return {backend.name: backend.stats() for backend in gateway.REGISTRY.backends.values()}
 
 
 def ask(running: Running, **extra: Any) -> Any:

@@ -76,6 +76,8 @@ class App:
         # one process keeps for itself when there are more.
         self.workers = 1
         self.stats = RequestStats()  # the serving server's counters from when it starts (App.count)
+        # Who may read the server's /metrics: None, anyone; else a check of the request (guard_metrics).
+        self.metrics_guard: Callable[[Request], bool] | None = None
 
     @classmethod
     def from_spec(
@@ -153,6 +155,12 @@ class App:
         """Register ``task`` (an async function) to run for the server's lifetime (a decorator)."""
         self.background_tasks.append(task)
         return task
+
+    def guard_metrics(self, allowed: Callable[[Request], bool]) -> None:
+        """Serve the server's ``/metrics`` only to requests ``allowed(request)`` accepts (say, one
+        with an operator's token); the others get 401. Metrics name the app's internals, so an
+        app whose API is not public should not publish them to every client."""
+        self.metrics_guard = allowed
 
     def counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
         """Declare an app counter, exported at /metrics as ``trio_router_<name>`` (merged across

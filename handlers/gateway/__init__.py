@@ -3,6 +3,7 @@ built only on trio-router's public API. Configuration: docs/gateway.md."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -14,11 +15,13 @@ from .config import GatewayConfig, load_config
 from .discovery import poll_forever
 from .embedded import start_embedded_mock
 from .health import check_forever
+from .operator import operator_check, require_operator
 from .proxy import forward
 from .tenancy import Tenancy
 
 REGISTRY = Registry(GatewayConfig())
 TENANCY: Tenancy | None = None
+OPERATOR: Callable[[Request], bool] | None = None  # who may read /stats, /services, /metrics
 
 
 async def verify_key(request: Request) -> Principal | None:
@@ -32,7 +35,7 @@ SECURITY = {"GatewayKey": {"verify": verify_key, "challenge": 'Bearer realm="gat
 
 def setup(app: App) -> None:
     """Build the registry and the tenancy from the configuration once; start the health checks."""
-    global REGISTRY, TENANCY
+    global REGISTRY, TENANCY, OPERATOR
     config = load_config()
     tenancy = Tenancy(app, config)
     registry = Registry(config)
@@ -50,6 +53,9 @@ def setup(app: App) -> None:
     if config.registry_url is not None:
         app.background(partial(poll_forever, registry, config.registry_url))
     app.background(partial(check_forever, registry))
+    OPERATOR = operator_check(config)
+    if OPERATOR is not None:
+        app.guard_metrics(OPERATOR)
     REGISTRY, TENANCY = registry, tenancy
 
 
@@ -79,11 +85,13 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "healthy_backends": sum(b.healthy for b in REGISTRY.backends.values())}
 
 
-def stats() -> dict[str, Any]:
+def stats(request: Request) -> dict[str, Any]:
+    require_operator(OPERATOR, request)
     return {"backends": [backend.stats() for backend in REGISTRY.backends.values()]}
 
 
-def services() -> dict[str, Any]:
+def services(request: Request) -> dict[str, Any]:
+    require_operator(OPERATOR, request)
     return {
         "models": {
             model: [b.name for b in REGISTRY.backends.values() if model in b.config.models]

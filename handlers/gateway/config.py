@@ -84,6 +84,8 @@ class GatewayConfig(TenancyConfig):
     registry_url: str | None = None  # polled for backends: {"backends": [...]}
     registry_interval: float = Field(default=10.0, gt=0)
     registry_grace: float = Field(default=60.0, ge=0)  # seconds a backend may be missing before removal
+    # Who may read /stats, /services and /metrics on the public port: see operator.py.
+    operations_access: Literal["auto", "public", "token"] = "auto"
     embedded_mock: bool = Field(default=False, description="serve a mock backend in-process (the no-config default)")
 
     @model_validator(mode="before")

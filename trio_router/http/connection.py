@@ -234,7 +234,7 @@ class HTTPConnection:
             and request.method in ("GET", "HEAD")
         ):
             request.operation = "metrics"
-            return context.metrics_response()
+            return context.metrics_response(request)
         return await context.app.handle(request)
 
     def _check_handler_outcome(self) -> None:

@@ -41,7 +41,7 @@ class ServerContext:
     runtime: HandlerRuntime
     date: DateHeader = field(default_factory=DateHeader)
     stats: RequestStats = field(default_factory=RequestStats)
-    metrics_response: Callable[[], Response] | None = None
+    metrics_response: Callable[[Request], Response] | None = None  # the app's guard_metrics applied
     metrics_target: bytes = b"/metrics"
     access_log: AccessLog | None = None
     connections: set[HTTPConnection] = field(default_factory=set)

@@ -24,6 +24,8 @@ from ..settings import Settings
 from ..streaming.guardrails.sinks import VerdictExporter, open_sinks
 from .connection import HTTPConnection
 from .context import Application, ServerContext
+from .request import Request
+from .response import Response, problem
 from .server_metrics import ServerMetrics
 
 log = logging.getLogger("trio_router.http")
@@ -113,7 +115,7 @@ class Server:
                 context.access_log = AccessLog(self.settings.access_log_max_per_second)
             if self.settings.metrics_path:
                 self.metrics = ServerMetrics(context, self.worker_name)
-                context.metrics_response = self.metrics.response
+                context.metrics_response = _guarded(self.metrics.response, getattr(self.app, "metrics_guard", None))
                 context.metrics_target = self.settings.metrics_path.encode()
                 helpers.start_soon(self.metrics.run)
             for task in getattr(self.app, "background_tasks", ()):
@@ -186,3 +188,16 @@ class Server:
         finally:
             if context.shutting_down and not context.connections:
                 self._drained.set()
+
+
+def _guarded(
+    metrics: Callable[[], Response], allowed: Callable[[Request], bool] | None
+) -> Callable[[Request], Response]:
+    """/metrics for the requests the app's ``guard_metrics`` lets through (all without one)."""
+
+    def respond(request: Request) -> Response:
+        if allowed is not None and not allowed(request):
+            return problem(401, "the metrics need an operator's credentials")
+        return metrics()
+
+    return respond
