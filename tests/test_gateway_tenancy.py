@@ -256,6 +256,7 @@ async def test_idempotency_key_replays_the_answer_and_charges_once(
         async with httpx.AsyncClient(base_url=running.url, timeout=10) as client:
             first = await post(client, "order-1")
             again = await post(client, "order-1")
+            reused = await post(client, "order-1", temperature=0.5)  # the same key, another request
             replies: dict[str, httpx.Response] = {}
 
             async def slow(name: str) -> None:
@@ -272,8 +273,9 @@ async def test_idempotency_key_replays_the_answer_and_charges_once(
                 json={"model": "m-fast", "messages": HELLO},
                 headers={"authorization": f"Bearer {KEYS['beta']}", "idempotency-key": "order-1"},
             )
-            found = await records(tmp_path / "usage.jsonl", 7)
+            found = await records(tmp_path / "usage.jsonl", 8)
     assert first.status_code == again.status_code == 200
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
     assert again.content == first.content and again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
     assert replies["first"].status_code == 200
@@ -286,6 +288,7 @@ async def test_idempotency_key_replays_the_answer_and_charges_once(
     assert charged == ["order-1", "order-2", "order-3"]
     assert sorted(r["outcome"] for r in found if r["tenant"] == "acme" and r["cost"] == 0) == [
         "ok",
+        "refused",
         "refused",
         "refused",
     ]

@@ -171,11 +171,17 @@ def test_redis_state_agrees_with_the_in_memory_state(
     assert in_redis == in_memory
 
 
-async def test_remembered_signatures_and_answers_are_bounded() -> None:
+async def test_remembered_signatures_and_answers_are_bounded_per_tenant() -> None:
     state = MemoryState()
-    state._idempotency.max_items = 3
+    state.idempotency_quota = (3, 1000)  # entries, bytes
     for key in "abcd":
-        assert await state.idempotency_begin("t", key, ttl=60) is None
-    assert await state.idempotency_begin("t", "d", ttl=60) == "pending"
-    assert await state.idempotency_begin("t", "a", ttl=60) is None  # the oldest went first
+        assert await state.idempotency_begin("t", key, ttl=60, pending="pending:x") is None
+    assert await state.idempotency_begin("t", "d", ttl=60, pending="pending:y") == "pending:x"
+    assert await state.idempotency_begin("t", "a", ttl=60, pending="pending:x") is None  # the oldest went first
+    for key in "wxyz":  # another tenant filling its own table evicts nothing of t's
+        await state.idempotency_store("other", key, "o" * 400, ttl=60)
+    assert await state.idempotency_begin("t", "d", ttl=60, pending="-") == "pending:x"
+    held = [await state.idempotency_begin("other", key, ttl=60, pending="-") for key in "yz"]
+    assert held == ["o" * 400, "o" * 400]  # within its 1,000 bytes only the two newest answers stayed
+    assert await state.idempotency_begin("other", "x", ttl=60, pending="-") is None
     assert await state.first_use("t", "sig", ttl=60) and not await state.first_use("t", "sig", ttl=60)

@@ -87,6 +87,10 @@ class TenancyConfig(BaseModel):
     state: StateConfig = Field(default_factory=StateConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     idempotency_ttl: float = Field(default=86400.0, gt=0)
+    # In memory, per tenant: at most this many stored answers and bytes (the oldest go first).
+    idempotency_max_entries: int = Field(default=10_000, ge=1)
+    idempotency_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    idempotency_max_answer_bytes: int = Field(default=1024 * 1024, ge=1024)  # a larger answer is not kept
     signature_window: float = Field(default=300.0, gt=0)  # seconds a signature's timestamp may be off
     output_ratio_alpha: float = Field(default=0.1, gt=0, le=1)  # EWMA of output/input tokens
     # Reported output tokens believed at most (a request without max_tokens); usage beyond is clamped.

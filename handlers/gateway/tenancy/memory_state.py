@@ -5,20 +5,23 @@ from __future__ import annotations
 import time
 
 from .config import KeyRecord, Limits, TenantLimits
-from .state import PENDING, Ask, Refused, Reservation, limit_values, period_id, reservation_for
+from .state import Ask, Refused, Reservation, limit_values, period_id, reservation_for
 
 Counters = dict[str, int]  # "req", "tok", "spend"
 
 
 class _Expiring:
     """A dict whose entries vanish after their time to live (swept now and then, read lazily),
-    holding at most ``max_items``: past that the oldest go first. Every entry of one of these
-    has the same time to live, so the oldest are the nearest to expiring anyway."""
+    holding at most ``max_items`` entries and ``max_bytes`` of values: past that the oldest go
+    first. Every entry of one of these has the same time to live, so the oldest are the
+    nearest to expiring anyway."""
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, max_bytes: int | None = None) -> None:
         self._items: dict[tuple[str, str], tuple[str, float]] = {}
         self._writes = 0
+        self._bytes = 0
         self.max_items = max_items
+        self.max_bytes = max_bytes
 
     def get(self, key: tuple[str, str]) -> str | None:
         item = self._items.get(key)
@@ -31,12 +34,17 @@ class _Expiring:
         if self._writes % 1024 == 0:
             now = time.monotonic()
             self._items = {k: v for k, v in self._items.items() if v[1] > now}
+            self._bytes = sum(len(v[0]) for v in self._items.values())
+        self.pop(key)  # a replaced entry moves to the end: it is the newest now
         self._items[key] = (value, time.monotonic() + ttl)
-        if len(self._items) > self.max_items:
-            del self._items[next(iter(self._items))]
+        self._bytes += len(value)
+        while len(self._items) > self.max_items or (self.max_bytes is not None and self._bytes > self.max_bytes):
+            self.pop(next(iter(self._items)))
 
     def pop(self, key: tuple[str, str]) -> None:
-        self._items.pop(key, None)
+        item = self._items.pop(key, None)
+        if item is not None:
+            self._bytes -= len(item[0])
 
 
 class MemoryState:
@@ -50,7 +58,9 @@ class MemoryState:
         # Bounded, so no client can grow this process without limit: signatures seen within the
         # replay window, and idempotent answers (bodies included) within their time to live.
         self._seen = _Expiring(max_items=1_000_000)
-        self._idempotency = _Expiring(max_items=50_000)
+        # Idempotent answers: one table per tenant, so no tenant can evict another's.
+        self._idempotency: dict[str, _Expiring] = {}
+        self.idempotency_quota = (10_000, 16 * 1024 * 1024)  # entries, bytes per tenant (from the config)
 
     async def reserve(self, ask: Ask) -> Reservation:
         reservation = reservation_for(ask)
@@ -155,14 +165,21 @@ class MemoryState:
         self._seen.set((tenant, token), "1", ttl)
         return True
 
-    async def idempotency_begin(self, tenant: str, key: str, ttl: float) -> str | None:
-        found = self._idempotency.get((tenant, key))
+    async def idempotency_begin(self, tenant: str, key: str, ttl: float, pending: str) -> str | None:
+        table = self._idempotency_table(tenant)
+        found = table.get((tenant, key))
         if found is None:
-            self._idempotency.set((tenant, key), PENDING, ttl)
+            table.set((tenant, key), pending, ttl)
         return found
 
     async def idempotency_store(self, tenant: str, key: str, answer: str, ttl: float) -> None:
-        self._idempotency.set((tenant, key), answer, ttl)
+        self._idempotency_table(tenant).set((tenant, key), answer, ttl)
 
     async def idempotency_forget(self, tenant: str, key: str) -> None:
-        self._idempotency.pop((tenant, key))
+        self._idempotency_table(tenant).pop((tenant, key))
+
+    def _idempotency_table(self, tenant: str) -> _Expiring:
+        table = self._idempotency.get(tenant)
+        if table is None:
+            table = self._idempotency[tenant] = _Expiring(*self.idempotency_quota)
+        return table

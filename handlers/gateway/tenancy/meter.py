@@ -29,7 +29,7 @@ from trio_router import App, EventStream, HTTPError, Request, Response, StreamOu
 from ..answers import JSONAnswer
 from .config import KeyRecord, TenancyConfig, TenantLimits
 from .cost import OutputRatios, Tokens, ceiling, clamp, cost, from_usage, money, predict
-from .idempotency import Idempotency
+from .idempotency import Idempotency, fingerprint
 from .metered_stream import Tally, counted
 from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
 from .usage import UsageLog, usage_record
@@ -45,7 +45,7 @@ class Meter:
         self.config = config
         self.state = state
         self.usage = usage
-        self.idempotency = Idempotency(state, config.idempotency_ttl)
+        self.idempotency = Idempotency(state, config.idempotency_ttl, config.idempotency_max_answer_bytes)
         self.ratios = OutputRatios(config.output_ratio_alpha)
         self.outage_log = _OncePerSecond()
         app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
@@ -74,6 +74,8 @@ class _Visit:
         self.usage_clamped = False
         self.idempotency_key = request.header("idempotency-key")
         self.idempotency_key_held = self.idempotency_key is not None
+        # What the key names (this endpoint and body); computed only when a key was sent.
+        self.fingerprint = fingerprint(path, request.read()) if self.idempotency_key_held else ""
         claims = request.principal.claims
         self.tenant: TenantLimits = claims["tenant"]
         self.key: KeyRecord = claims["key"]
@@ -103,7 +105,7 @@ class _Visit:
     def _replay(self) -> Response | None:
         """The stored answer to a repeated Idempotency-Key, or None to go on (holding the key)."""
         try:
-            replayed = self.meter.idempotency.begin(self.tenant.name, self.idempotency_key)
+            replayed = self.meter.idempotency.begin(self.tenant.name, self.idempotency_key, self.fingerprint)
         except StateUnavailable as exc:
             self.idempotency_key_held = False
             self._state_unavailable(exc)
@@ -195,7 +197,7 @@ class _Visit:
         backend, attempts = _router_headers(answer.headers)
         self._record(answer.status, "ok" if answer.status < 400 else "error", backend, attempts, used, actual, False)
         answer.headers.extend((name.encode(), value.encode()) for name, value in self._cost_headers(actual))
-        self._idempotency(self.meter.idempotency.finish, self.idempotency_key, answer)
+        self._idempotency(self.meter.idempotency.finish, self.idempotency_key, self.fingerprint, answer)
         return answer
 
     def _usage_of(self, answer: Response) -> Tokens:
@@ -229,7 +231,7 @@ class _Visit:
         answer.source = counted(answer.source, tally, self.summary)
         answer.headers.extend(self._cost_headers(None))
         answer.on_close = lambda outcome: self._stream_closed(outcome, tally, answer.headers)
-        self._idempotency(self.meter.idempotency.finish_stream, self.idempotency_key)
+        self._idempotency(self.meter.idempotency.finish_stream, self.idempotency_key, self.fingerprint)
         return answer
 
     async def _stream_closed(self, outcome: StreamOutcome, tally: Tally, headers: list[tuple[str, str]]) -> None:

@@ -208,9 +208,9 @@ class RedisState:
         )
         return bool(stored)
 
-    async def idempotency_begin(self, tenant: str, key: str, ttl: float) -> str | None:
+    async def idempotency_begin(self, tenant: str, key: str, ttl: float, pending: str) -> str | None:
         name = f"{_tag(tenant)}:idem:{key}"
-        stored = await self._call(self.client.set(name, PENDING, px=int(ttl * 1000), condition=PureToken.NX))
+        stored = await self._call(self.client.set(name, pending, px=int(ttl * 1000), condition=PureToken.NX))
         if stored:
             return None
         found = await self._call(self.client.get(name))

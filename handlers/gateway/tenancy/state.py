@@ -125,15 +125,16 @@ class State(Protocol):
     async def first_use(self, tenant: str, token: str, ttl: float) -> bool:
         """True the first time ``token`` is seen within ``ttl`` (signature replay protection)."""
 
-    async def idempotency_begin(self, tenant: str, key: str, ttl: float) -> str | None:
-        """None if the key is new (now marked in flight); else ``PENDING`` or the stored answer."""
+    async def idempotency_begin(self, tenant: str, key: str, ttl: float, pending: str) -> str | None:
+        """None if the key is new (now marked in flight with ``pending``, which names the
+        request); else what the key holds: a pending marker or the stored answer."""
 
     async def idempotency_store(self, tenant: str, key: str, answer: str, ttl: float) -> None: ...
 
     async def idempotency_forget(self, tenant: str, key: str) -> None: ...
 
 
-PENDING = "pending"
+PENDING = "pending"  # the prefix of an in-flight key's marker: "pending:<request fingerprint>"
 
 
 async def shielded(awaitable: Awaitable[T], seconds: float = 5.0) -> T | None:
