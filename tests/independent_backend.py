@@ -14,12 +14,18 @@ the last dash is the fault's parameter.
 | html              | 200 with an HTML error page                                             |
 | stall-N           | a stream: N content chunks, then silence with the connection open       |
 | truncate-N        | a stream: N content chunks, then a clean end (no finish_reason, no DONE)|
+| drop-N            | a stream: N content chunks, then the connection is cut mid-body         |
 | endless-body      | 200 JSON whose body never ends                                          |
 | endless-error     | 500 whose body never ends                                               |
 | endless-line      | a stream whose ``data:`` line never ends                                |
 | endless-event     | a stream of short ``data:`` lines and never the blank line              |
 | usage-N, usage--N | answers reporting N (or -N) prompt and completion tokens                |
 | pii               | answers "Mail ann@example.com, SSN 123-45-6789."                        |
+
+A prompt whose last user message says ``say pii`` gets that text from any backend, streamed in
+5-character pieces (so a value spans chunks). A request ending in an assistant message with
+``continue_final_message`` (vLLM's parameter) is answered with the rest of the answer after
+that message, as a model continuing its own prefix would.
 
 Run: ``python tests/independent_backend.py PORT``; ``GET /<prefix>/health`` answers 200.
 """
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -64,10 +71,24 @@ def _error(status: int, message: str, kind: str, code: str | None, headers: dict
 
 
 def _content(fault: str, body: dict[str, Any]) -> str:
-    if fault == "pii":
-        return PII_TEXT
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 6
-    return " ".join(WORDS[i % len(WORDS)] for i in range(int(limit)))
+    messages = body.get("messages") or []
+    continued = bool(body.get("continue_final_message")) and messages and messages[-1].get("role") == "assistant"
+    prefix = messages[-1].get("content", "") if continued else ""
+    users = [m.get("content") for m in messages if m.get("role") == "user"]
+    if fault == "pii" or (users and "say pii" in str(users[-1])):
+        text = PII_TEXT
+    else:  # max_tokens words (a continuation's limit counts what is left)
+        limit = int(body.get("max_completion_tokens") or body.get("max_tokens") or 6)
+        words = len(prefix.split()) + limit if prefix else limit
+        text = " ".join(WORDS[i % len(WORDS)] for i in range(words))
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _pieces(text: str) -> list[str]:
+    """Words with their leading space; the PII text in 5-character pieces."""
+    if PII_TEXT.endswith(text):
+        return [text[i : i + 5] for i in range(0, len(text), 5)]
+    return re.findall(r"\s*\S+", text)
 
 
 def _usage(fault: str, amount: int, text: str) -> dict[str, int]:
@@ -149,15 +170,15 @@ async def _stream(fault: str, amount: int, body: dict[str, Any], text: str, chat
         payload = {"id": ident, "object": kind, "created": created, "model": model, "choices": [choice]}
         return f"data: {json.dumps(payload)}\n\n".encode()
 
-    words = text.split(" ")
     if chat:
         yield chunk({"role": "assistant", "content": ""}, None)
-    for index, word in enumerate(words):
-        if fault in ("stall", "truncate") and index == amount:
+    for index, piece in enumerate(_pieces(text)):
+        if fault in ("stall", "truncate", "drop") and index == amount:
             if fault == "stall":
                 await asyncio.sleep(_FOREVER)
+            if fault == "drop":
+                raise ConnectionAbortedError("the backend process died mid-stream")
             return
-        piece = word if index == 0 else f" {word}"
         yield chunk({"content": piece} if chat else piece, None)
         await asyncio.sleep(0.001)
     yield chunk({} if chat else "", "stop")

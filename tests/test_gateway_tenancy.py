@@ -307,12 +307,13 @@ async def test_a_request_the_gateway_retried_is_charged_once(
             headers={"authorization": f"Bearer {KEYS['acme']}"},
         )
         tenant = await tenant_usage(client, admin)
-        (record,) = await records(tmp_path / "usage.jsonl", 1)
+        failed, record = await records(tmp_path / "usage.jsonl", 2)
     assert reply.status_code == 200 and reply.headers["x-router-attempts"] == "2"
     assert reply.headers["x-router-backend"] == "fast"
     assert tenant["hour"]["req"] == 1
     assert tenant["period"]["spend"] == float(reply.headers["x-router-cost-actual"]) == record["cost"]
     assert (record["attempts"], record["backend"]) == (2, "fast")
+    assert (failed["attempt"], failed["outcome"], failed["cost"]) == (1, "upstream_error", 0)  # the 5xx
 
 
 async def test_a_client_that_hangs_up_is_recorded_and_its_reservation_released(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -50,6 +50,19 @@ class BreakerConfig(BaseModel):
     max_backoff_factor: int = Field(default=16, ge=1)
 
 
+class ResumeConfig(BaseModel):
+    """How to ask a backend to continue an assistant message it did not write (resume.py).
+    The defaults are vLLM's and SGLang's parameters; Mistral's API wants
+    ``message_fields: {prefix: true}`` and ``extra: {}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    extra: dict[str, Any] = Field(
+        default_factory=lambda: {"continue_final_message": True, "add_generation_prompt": False}
+    )  # request fields added to a continuation
+    message_fields: dict[str, Any] = Field(default_factory=dict)  # fields added to the assistant prefix
+    max_resumes: int = Field(default=1, ge=1, le=5)  # continuations of one stream
+
+
 class AdminConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
@@ -79,6 +92,8 @@ class GatewayConfig(TenancyConfig):
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)  # one line or event of a stream
     rate_limit_cooldown: float = Field(default=1.0, ge=0)  # a 429 without (usable) Retry-After
     max_cooldown: float = Field(default=300.0, gt=0)  # the longest a backend's Retry-After is believed
+    # Models whose cut chat streams continue on the next candidate (off for every other model).
+    stream_resume: dict[str, ResumeConfig] = Field(default_factory=dict)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     admin: AdminConfig | None = None  # the admin listener; none without this section
     registry_url: str | None = None  # polled for backends: {"backends": [...]}

@@ -9,7 +9,11 @@ What an attempt's outcome means (the whole table, with what the client sees: doc
 - a 429: the next candidate; the backend cools down for its Retry-After (not a breaker
   failure); the client gets 429 only when every candidate was rate-limited;
 - another 4xx: the client's problem, passed on in OpenAI's error shape;
-- a stream, once it began: relay.py.
+- a stream, once it began: relay.py; with ``stream_resume`` for the model, a cut chat stream
+  continues on the next candidate (resume.py).
+
+Every attempt that reached a backend and did not give the answer is reported to the
+``AttemptLog`` (the tenancy meter writes a usage record for it).
 
 A model served by prefill and decode backends is answered in two phases first: a prefill
 backend returns an opaque ``kv_handle``, a decode backend generates from it. If either phase
@@ -21,29 +25,64 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from functools import partial
+from typing import Any, Protocol, cast
 
 import httpx
 import trio
 
-from trio_router import EventStream, HTTPError, Request, Response, ResponseTooLarge, http_client, sleep
+from trio_router import (
+    Event,
+    EventStream,
+    HTTPError,
+    Request,
+    Response,
+    ResponseTooLarge,
+    StreamError,
+    http_client,
+    sleep,
+)
 
 from .answers import JSONAnswer, client_error_body, media_type, parse_answer, quote
 from .backends import Backend, Registry
 from .relay import relay
+from .resume import continuation, resumable, unsafe
 
 Answer = Response | EventStream
-_TWO_PHASE_PATHS = ("/v1/chat/completions", "/v1/completions")
+Plan = Iterator[tuple[Backend, str]]
+_CHAT = "/v1/chat/completions"
+_TWO_PHASE_PATHS = (_CHAT, "/v1/completions")
 _ERROR_BYTES = 65536  # of a 4xx body: an error message, not a document
 
 
-def forward(registry: Registry, request: Request, path: str, body: dict[str, Any]) -> Answer:
+class AttemptLog(Protocol):
+    def attempt_ended(self, backend: str, status: int, outcome: str, number: int, relayed: bool = False) -> None:
+        """The ``number``-th attempt reached ``backend`` and did not give the answer (``outcome``:
+        upstream_error, upstream_invalid, upstream_timeout, upstream_closed, upstream_oversized,
+        rate_limited, or a cut stream's code); ``relayed``: it was a stream cut after part of
+        the answer went to the client, and continued elsewhere."""
+
+    def stream_moved(self, backend: str, number: int) -> None:
+        """A cut stream goes on from ``backend``, the request's ``number``-th attempt."""
+
+
+class _Unlogged:
+    def attempt_ended(self, backend: str, status: int, outcome: str, number: int, relayed: bool = False) -> None:
+        pass
+
+    def stream_moved(self, backend: str, number: int) -> None:
+        pass
+
+
+def forward(
+    registry: Registry, request: Request, path: str, body: dict[str, Any], log: AttemptLog | None = None
+) -> Answer:
     model = body["model"]
     if not registry.knows(model) and not registry.config.fallbacks.get(model):
         raise HTTPError(404, f"the model {model!r} does not exist", close=False, code="model_not_found")
-    exchange = _Exchange(registry, path, body)
+    exchange = _Exchange(registry, path, body, log or _Unlogged())
     if path in _TWO_PHASE_PATHS and registry.disaggregated(model):
         handle = exchange.prefill(registry.plan(model, trio.current_time(), role="prefill"))
         if handle is not None:
@@ -60,10 +99,11 @@ def forward(registry: Registry, request: Request, path: str, body: dict[str, Any
 class _Exchange:
     """The attempts of one client request, and the time they cost (for the overhead header)."""
 
-    def __init__(self, registry: Registry, path: str, body: dict[str, Any]) -> None:
+    def __init__(self, registry: Registry, path: str, body: dict[str, Any], log: AttemptLog) -> None:
         self.registry = registry
         self.path = path
         self.body = body
+        self.log = log
         config = registry.config
         self.config = config
         self.timeout = httpx.Timeout(config.stream_idle_timeout, connect=config.connect_timeout)
@@ -73,6 +113,7 @@ class _Exchange:
         self.attempts: list[dict[str, Any]] = []
         self.rate_limited: list[float] = []  # the Retry-After of each 429
         self._last_attempt = -float("inf")
+        self._streaming: tuple[str, int] = ("", 0)  # the backend relaying the stream, its attempt number
 
     def no_answer(self, model: str) -> HTTPError:
         """Why no backend answered: every candidate rate-limited (429, the soonest Retry-After),
@@ -103,10 +144,34 @@ class _Exchange:
 
     def first_answer(self, plan: Iterable[tuple[Backend, str]], extra: dict[str, Any] | None = None) -> Answer | None:
         """The first backend's answer that is not a failure, or None when all failed."""
+        plan = iter(plan)
         for backend, model in plan:
             answer = self._attempt(backend, model, self._payload(model, extra))
-            if answer is not None:
-                return answer
+            if answer is None:
+                continue
+            settings = self.config.stream_resume.get(model)
+            if isinstance(answer, EventStream) and settings is not None and not extra and self.path == _CHAT:
+                events = cast(Iterator[Event], answer.source)  # relay()'s generator
+                answer.source = resumable(events, partial(self._go_on, plan), settings.max_resumes)
+            return answer
+        return None
+
+    def _go_on(self, plan: Plan, sent: str, cut: StreamError) -> Iterator[Event] | None:
+        """A cut chat stream's continuation from the plan's next candidate that answers one,
+        or None; the cut attempt is logged with what it relayed once another goes on."""
+        reason = unsafe(self.body)
+        if reason is not None:
+            raise StreamError(f"{cut.detail}; not continued: {reason}", code=cut.code)
+        for backend, model in plan:
+            settings = self.config.stream_resume.get(model)
+            if settings is None:  # a fallback model not configured to continue
+                continue
+            cut_backend, cut_number = self._streaming
+            answer = self._attempt(backend, model, continuation(self.body, model, sent, settings))
+            if isinstance(answer, EventStream):
+                self.log.attempt_ended(cut_backend, 200, cut.code, cut_number, relayed=True)
+                self.log.stream_moved(backend.name, len(self.attempts))
+                return cast(Iterator[Event], answer.source)
         return None
 
     def prefill(self, plan: Iterable[tuple[Backend, str]]) -> str | None:
@@ -120,12 +185,13 @@ class _Exchange:
                 finally:
                     upstream.close()
             except httpx.TransportError as exc:
-                self._failed(backend, model, sent, self._describe(exc))
+                self._transport_failed(backend, model, sent, exc)
                 continue
             payload = _json_object(reply)
             handle = payload.get("kv_handle") if payload is not None else None
             if not isinstance(handle, str):
                 self._failed(backend, model, sent, f"prefill answered HTTP {upstream.status_code} without a kv_handle")
+                self._reached(backend, upstream.status_code, "upstream_invalid")
                 continue
             self._succeeded(backend, model, sent, {"phase": "prefill", "status": 200})
             return handle
@@ -148,6 +214,7 @@ class _Exchange:
             if status >= 500:
                 detail = quote(upstream.read_prefix(800).decode("utf-8", "replace"))
                 self._failed(backend, model, sent, f"HTTP {status}" + (f": {detail}" if detail else ""))
+                self._reached(backend, status, "upstream_error")
                 return None
             content_type = upstream.header("content-type") or ""
             if status == 200:
@@ -156,9 +223,11 @@ class _Exchange:
                     asked = "a stream" if self.streamed else "a plain answer"
                     self._failed(backend, model, sent, f"answered HTTP 200 with {content_type or 'no content type'} "
                                  f"to a request for {asked}")  # fmt: skip
+                    self._reached(backend, status, "upstream_invalid")
                     return None
                 if streamed:
                     self._succeeded(backend, model, sent, {"status": status})
+                    self._streaming = (backend.name, len(self.attempts))
                     handed_over = True
                     events = relay(upstream, self.registry, backend, model, sent)
                     return EventStream(events, headers=self._headers(backend))
@@ -166,6 +235,7 @@ class _Exchange:
                 answer = parse_answer(self.path, content_type, body)
                 if isinstance(answer, str):
                     self._failed(backend, model, sent, answer)
+                    self._reached(backend, status, "upstream_invalid")
                     return None
                 self._succeeded(backend, model, sent, {"status": status})
                 return JSONAnswer(body, answer, [("content-type", content_type), *self._headers(backend)])
@@ -173,7 +243,7 @@ class _Exchange:
             self._succeeded(backend, model, sent, {"status": status})  # a 4xx is the client's fault
             return Response(error, status, [("content-type", "application/json"), *self._headers(backend)])
         except httpx.TransportError as exc:
-            self._failed(backend, model, sent, self._describe(exc))
+            self._transport_failed(backend, model, sent, exc)
             return None
         finally:
             if not handed_over:
@@ -199,6 +269,17 @@ class _Exchange:
         backend.rate_limited += 1
         self.rate_limited.append(wait)
         self.attempts.append({"backend": backend.name, "model": model, "status": 429, "retry_after": wait})
+        self._reached(backend, 429, "rate_limited")
+
+    def _transport_failed(self, backend: Backend, model: str, sent: float, exc: httpx.TransportError) -> None:
+        self._failed(backend, model, sent, self._describe(exc))
+        outcome = _reached_outcome(exc)
+        if outcome is not None:  # it reached the backend
+            self._reached(backend, 504 if outcome == "upstream_timeout" else 502, outcome)
+
+    def _reached(self, backend: Backend, status: int, outcome: str) -> None:
+        """The attempt just appended reached its backend without giving the answer."""
+        self.log.attempt_ended(backend.name, status, outcome, len(self.attempts))
 
     def _describe(self, exc: httpx.TransportError) -> str:
         """An attempt's failure in words that name no internal address."""
@@ -244,6 +325,18 @@ class _Exchange:
             ("x-router-attempts", str(len(self.attempts))),
             ("x-router-overhead-ms", f"{overhead_ms:.3f}"),
         ]
+
+
+def _reached_outcome(exc: httpx.TransportError) -> str | None:
+    """A transport failure's outcome for the usage record; None when the request never
+    reached the backend (no connection)."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return None
+    if isinstance(exc, ResponseTooLarge):
+        return "upstream_oversized"
+    if isinstance(exc, httpx.TimeoutException):
+        return "upstream_timeout"
+    return "upstream_closed"
 
 
 def _seconds(wait: float) -> str:

@@ -8,9 +8,12 @@
 5. reserve    the estimate against every limit, atomically (402 budget, 429 rates; the state
               unreachable: the configured policy);
 6. forward    to the backends (the gateway's own retries are inside: one reservation, one charge);
-7. settle     the reservation to the actual usage (released if nothing was answered), one usage
-              record, the cost headers; for a stream all of this happens when it ends, and a
-              summary chunk precedes ``data: [DONE]``.
+              each attempt that reached a backend without giving the answer gets a usage record
+              of its own (``attempt``: its number), a cut stream continued elsewhere with the
+              tokens it relayed, which are charged;
+7. settle     the reservation to the actual usage (released if nothing was answered), the
+              request's usage record, the cost headers; for a stream all of this happens when
+              it ends, and a summary chunk precedes ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -33,6 +36,9 @@ from .idempotency import Idempotency, fingerprint
 from .metered_stream import Tally, counted
 from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
 from .usage import UsageLog, usage_record
+
+if TYPE_CHECKING:
+    from ..proxy import AttemptLog
 
 log = logging.getLogger("handlers.gateway.tenancy")
 Answer = Response | EventStream
@@ -51,7 +57,9 @@ class Meter:
         app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
         app.counter("gateway_refusals", "Gateway requests refused by a limit, by scope and limit.", ("scope", "limit"))
 
-    def handle(self, request: Request, path: str, body: dict[str, Any], forward: Callable[[], Answer]) -> Answer:
+    def handle(
+        self, request: Request, path: str, body: dict[str, Any], forward: Callable[[AttemptLog], Answer]
+    ) -> Answer:
         return _Visit(self, request, path, body).run(forward)
 
 
@@ -72,6 +80,9 @@ class _Visit:
         self.step_ms = 0.0
         self.forwarded = False
         self.usage_clamped = False
+        self.tally: Tally | None = None  # a stream's, once it began
+        self.carried = (Tokens(0, 0), 0)  # tokens and cost of cut streams continued elsewhere
+        self.moved_to: tuple[str, int] | None = None  # the backend a cut stream went on from, its attempt
         self.idempotency_key = request.header("idempotency-key")
         self.idempotency_key_held = self.idempotency_key is not None
         # What the key names (this endpoint and body); computed only when a key was sent.
@@ -80,7 +91,7 @@ class _Visit:
         self.tenant: TenantLimits = claims["tenant"]
         self.key: KeyRecord = claims["key"]
 
-    def run(self, forward: Callable[[], Answer]) -> Answer:
+    def run(self, forward: Callable[[AttemptLog], Answer]) -> Answer:
         self.request.tenant = self.tenant.name
         try:
             replayed = self._replay()
@@ -92,7 +103,7 @@ class _Visit:
             self._reserve()
             self.step_ms = (time.perf_counter() - self.started) * 1000
             self.forwarded = True
-            answer = forward()
+            answer = forward(self)
         except BaseException as exc:
             self._failed(exc)
             raise
@@ -226,8 +237,24 @@ class _Visit:
             )
         return tokens
 
+    # -- attempts (the proxy's AttemptLog) -------------------------------------------------
+
+    def attempt_ended(self, backend: str, status: int, outcome: str, number: int, relayed: bool = False) -> None:
+        used, actual = Tokens(0, 0), 0
+        if relayed and self.tally is not None:  # what the cut stream carried is its own, and charged
+            used = self._used(self.tally)
+            actual = self._cost(used)
+            carried, carried_cost = self.carried
+            self.carried = (Tokens(carried.input + used.input, carried.output + used.output), carried_cost + actual)
+            # The continuation's prompt holds the text sent so far.
+            self.tally.restart(Tokens(self.estimate.input + used.output, self.estimate.output))
+        self._record(status, outcome, backend, number, used, actual, relayed, attempt=number)
+
+    def stream_moved(self, backend: str, number: int) -> None:
+        self.moved_to = (backend, number)
+
     def _stream(self, answer: EventStream) -> EventStream:
-        tally = Tally(self.estimate)
+        tally = self.tally = Tally(self.estimate)
         answer.source = counted(answer.source, tally, self.summary)
         answer.headers.extend(self._cost_headers(None))
         answer.on_close = lambda outcome: self._stream_closed(outcome, tally, answer.headers)
@@ -240,19 +267,25 @@ class _Visit:
             self.meter.ratios.observe(self.tenant.name, used)
         actual = self._cost(used)
         if self.reservation is not None:
+            charged, charged_cost = self._charged(used, actual)
             try:
-                await shielded(self.meter.state.adjust(self.reservation, actual, used.total))
+                await shielded(self.meter.state.adjust(self.reservation, charged_cost, charged.total))
             except StateUnavailable as exc:
                 log.warning("a stream's usage could not be settled: %s", exc)
-        backend, attempts = _router_headers(headers)
+        backend, attempts = self.moved_to or _router_headers(headers)
         self._record(200, _stream_outcome(outcome), backend, attempts, used, actual, True, outcome.guardrails)
+
+    def _charged(self, used: Tokens, actual: int) -> tuple[Tokens, int]:
+        """A stream's tokens and cost with those of the cut streams it continued."""
+        carried, carried_cost = self.carried
+        return Tokens(carried.input + used.input, carried.output + used.output), carried_cost + actual
 
     def _used(self, tally: Tally) -> Tokens:
         return tally.tokens() if tally.reported is None else self._trusted(tally.reported)
 
     def summary(self, tally: Tally) -> dict[str, Any]:
         used = self._used(tally)
-        actual = self._cost(used)
+        used, actual = self._charged(used, self._cost(used))
         return {
             "cost_estimated": money(self.estimated_cost),
             "cost_actual": money(actual),
@@ -299,10 +332,12 @@ class _Visit:
         actual: int,
         stream: bool,
         guardrails: dict[str, int] | None = None,
+        attempt: int | None = None,
     ) -> None:
         usage = self.meter.usage
         if usage is None:
             return
+        extra: dict[str, Any] = {} if attempt is None else {"attempt": attempt}
         usage.write(
             usage_record(
                 request_id=self.request.id,
@@ -324,6 +359,7 @@ class _Visit:
                 usage_clamped=self.usage_clamped,
                 degraded=self.degraded,
                 started_at=self.started_at,
+                **extra,
             )
         )
 

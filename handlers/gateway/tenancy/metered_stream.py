@@ -41,6 +41,10 @@ class Tally:
                 if isinstance(text, str):
                     self.chars += len(text)
 
+    def restart(self, estimate: Tokens) -> None:
+        """Count afresh from here (a continuation's part of the stream), its prompt ``estimate``."""
+        self.estimate, self.chars, self.reported = estimate, 0, None
+
     def tokens(self) -> Tokens:
         if self.reported is not None:
             return self.reported

@@ -1,4 +1,5 @@
-"""Usage records: one per request, spooled to disk at once, exported in the background.
+"""Usage records: one per request (and one per attempt of it that reached a backend without giving
+the answer), spooled to disk at once, exported in the background.
 
 ``UsageLog.write`` appends the record to this process's spool file (one ``write`` of one
 line: a killed process loses nothing the kernel has, ``usage.fsync`` adds power loss). The

@@ -58,9 +58,10 @@ def summarise(lines: Iterable[bytes | str], skipped: list[int]) -> list[Row]:
             continue
         group = (str(record["tenant"]), str(record.get("model")), str(record["started_at"])[:10])
         row = rows.get(group) or rows.setdefault(group, Row(*group))
-        row.requests += 1
-        row.refused += record.get("outcome") == "refused"
-        row.errors += record.get("outcome") == "error"
+        if "attempt" not in record:  # one failed attempt of a request, which has its own record
+            row.requests += 1
+            row.refused += record.get("outcome") == "refused"
+            row.errors += record.get("outcome") == "error"
         row.tokens_in += int(record.get("tokens_in", 0))
         row.tokens_out += int(record.get("tokens_out", 0))
         row.cost = round(row.cost + float(record.get("cost", 0)), 9)
