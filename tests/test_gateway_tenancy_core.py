@@ -171,8 +171,28 @@ def test_redis_state_agrees_with_the_in_memory_state(
     assert in_redis == in_memory
 
 
-async def test_remembered_signatures_and_answers_are_bounded_per_tenant() -> None:
-    state = MemoryState()
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_remembered_signatures_and_answers_are_bounded_per_tenant(redis_url: str, store: str) -> None:
+    async def run() -> None:
+        if store == "memory":
+            await bounded_per_tenant(MemoryState())
+            return
+        redis = RedisState(redis_url, timeout=5)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(redis.run)
+            await redis.opened()
+            await redis.client.flushdb()
+            await bounded_per_tenant(redis)
+            await redis.idempotency_forget("other", "z")
+            assert await redis.idempotency_begin("other", "z", ttl=60, pending="-") is None  # forgotten
+            sizes = await redis.client.hgetall("{t:other}:idem-sizes")
+            assert int(sizes["#"]) == sum(int(v) for k, v in sizes.items() if k != "#")  # the total is kept true
+            nursery.cancel_scope.cancel()
+
+    trio.run(run)
+
+
+async def bounded_per_tenant(state: Any) -> None:
     state.idempotency_quota = (3, 1000)  # entries, bytes
     for key in "abcd":
         assert await state.idempotency_begin("t", key, ttl=60, pending="pending:x") is None

@@ -33,7 +33,7 @@ class Tenancy:
             state = redis
         else:
             state = MemoryState()
-            state.idempotency_quota = (config.idempotency_max_entries, config.idempotency_max_bytes)
+        state.idempotency_quota = (config.idempotency_max_entries, config.idempotency_max_bytes)
         self.state = state
         self.identities = Identities(config, state)
         self.usage = _usage_log(app, config)

@@ -20,7 +20,6 @@ from .config import KeyRecord, TenantLimits
 from .state import (
     HOUR_TTL,
     MINUTE_TTL,
-    PENDING,
     PERIOD_TTL,
     Ask,
     Refused,
@@ -95,8 +94,65 @@ return record
 """
 
 
+# A tenant's idempotency entries: KEYS entry, index (sorted set: entry -> expiry, ms), sizes
+# (hash: entry -> bytes, and '#' -> the total). ARGV: value, ttl ms, max entries, max bytes, and
+# '1' to store only if absent (then the present value is returned). Expired entries leave the
+# index first; then the soonest to expire go until the tenant is within its quota, so a tenant
+# can fill only its own share of Redis (every entry has the tenant's hash tag: one slot).
+_IDEMPOTENCY_PUT = """
+local name, value = KEYS[1], ARGV[1]
+if ARGV[5] == '1' then
+  local found = redis.call('GET', name)
+  if found then return found end
+end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local ttl, max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function drop(entry)  -- from the index (not the entry itself)
+  local size = redis.call('HGET', KEYS[3], entry)
+  if not size then return end
+  redis.call('HDEL', KEYS[3], entry)
+  redis.call('ZREM', KEYS[2], entry)
+  redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
+end
+for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do drop(entry) end
+drop(name)
+redis.call('SET', name, value, 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, name)
+redis.call('HSET', KEYS[3], name, string.len(value))
+local total = redis.call('HINCRBY', KEYS[3], '#', string.len(value))
+while redis.call('ZCARD', KEYS[2]) > max_entries or total > max_bytes do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if oldest == nil or oldest == name then break end
+  redis.call('DEL', oldest)
+  drop(oldest)
+  total = tonumber(redis.call('HGET', KEYS[3], '#'))
+end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[3], ttl)
+return false
+"""
+
+# KEYS as for _IDEMPOTENCY_PUT.
+_IDEMPOTENCY_FORGET = """
+redis.call('DEL', KEYS[1])
+local size = redis.call('HGET', KEYS[3], KEYS[1])
+if size then
+  redis.call('HDEL', KEYS[3], KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
+end
+return 1
+"""
+
+
 def _tag(tenant: str) -> str:
     return "{t:" + tenant + "}"
+
+
+def _idempotency_keys(tenant: str, key: str) -> list[str]:
+    tag = _tag(tenant)
+    return [f"{tag}:idem:{key}", f"{tag}:idem-index", f"{tag}:idem-sizes"]
 
 
 def _window_keys(reservation: Reservation) -> list[str]:
@@ -122,6 +178,9 @@ class RedisState:
         self._adjust = self.client.register_script(_ADJUST)
         self._save_key = self.client.register_script(_SAVE_KEY)
         self._delete_key = self.client.register_script(_DELETE_KEY)
+        self._idempotency_put = self.client.register_script(_IDEMPOTENCY_PUT)
+        self._idempotency_forget = self.client.register_script(_IDEMPOTENCY_FORGET)
+        self.idempotency_quota = (10_000, 16 * 1024 * 1024)  # entries, bytes per tenant (from the config)
 
     async def run(self) -> None:
         """Hold the client's connection pool open for the server's lifetime (a background task)."""
@@ -209,15 +268,16 @@ class RedisState:
         return bool(stored)
 
     async def idempotency_begin(self, tenant: str, key: str, ttl: float, pending: str) -> str | None:
-        name = f"{_tag(tenant)}:idem:{key}"
-        stored = await self._call(self.client.set(name, pending, px=int(ttl * 1000), condition=PureToken.NX))
-        if stored:
-            return None
-        found = await self._call(self.client.get(name))
-        return found if found is not None else PENDING  # expired in between: treat as in flight once
+        found: str | None = await self._idempotency(tenant, key, pending, ttl, only_if_absent=True)
+        return found
 
     async def idempotency_store(self, tenant: str, key: str, answer: str, ttl: float) -> None:
-        await self._call(self.client.set(f"{_tag(tenant)}:idem:{key}", answer, px=int(ttl * 1000)))
+        await self._idempotency(tenant, key, answer, ttl, only_if_absent=False)
 
     async def idempotency_forget(self, tenant: str, key: str) -> None:
-        await self._call(self.client.delete([f"{_tag(tenant)}:idem:{key}"]))
+        await self._call(self._idempotency_forget(keys=_idempotency_keys(tenant, key)))
+
+    async def _idempotency(self, tenant: str, key: str, value: str, ttl: float, *, only_if_absent: bool) -> Any:
+        entries, size = self.idempotency_quota
+        args = [value, max(1, int(ttl * 1000)), entries, size, "1" if only_if_absent else "0"]
+        return await self._call(self._idempotency_put(keys=_idempotency_keys(tenant, key), args=args))

@@ -100,6 +100,8 @@ def limit_values(limits: Limits) -> tuple[int, int, int]:
 
 
 class State(Protocol):
+    idempotency_quota: tuple[int, int]  # each tenant's stored answers: at most (entries, bytes)
+
     async def reserve(self, ask: Ask) -> Reservation:
         """The reservation, or Refused naming the first limit that would not hold."""
 
