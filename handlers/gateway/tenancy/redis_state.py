@@ -279,5 +279,5 @@ class RedisState:
 
     async def _idempotency(self, tenant: str, key: str, value: str, ttl: float, *, only_if_absent: bool) -> Any:
         entries, size = self.idempotency_quota
-        args = [value, max(1, int(ttl * 1000)), entries, size, "1" if only_if_absent else "0"]
+        args: list[str | int] = [value, max(1, int(ttl * 1000)), entries, size, "1" if only_if_absent else "0"]
         return await self._call(self._idempotency_put(keys=_idempotency_keys(tenant, key), args=args))
