@@ -204,7 +204,7 @@ async def test_a_stalled_stream_ends_in_band_after_the_idle_limit(
         (record,) = await records(tmp_path / "usage.jsonl", 1)
     assert streamed == "the quick"  # what came before the stall got through
     assert isinstance(error, openai.APIError)
-    assert error.message == "backend 'stall-2' sent nothing for 0.5 s after 3 chunks"
+    assert error.message == "backend 'stall-2' sent no event for 0.5 s after 3 chunks"
     assert error.code == "upstream_stalled"
     assert stalled["failures"] == 1 and stalled["outstanding"] == 0
     assert record["outcome"] == "upstream_stalled" and record["backend"] == "stall-2"

@@ -87,7 +87,7 @@ class GatewayConfig(TenancyConfig):
     # (next candidate; the breaker counts it). A non-streamed answer's head comes only once it
     # is generated: raise this (and the operation's x-timeout) for long non-streamed answers.
     first_byte_timeout: float = Field(default=10.0, gt=0)
-    stream_idle_timeout: float = Field(default=30.0, gt=0)  # the longest silence inside a stream
+    stream_idle_timeout: float = Field(default=30.0, gt=0)  # the longest wait between a stream's events
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a non-streamed answer
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)  # one line or event of a stream
     rate_limit_cooldown: float = Field(default=1.0, ge=0)  # a 429 without (usable) Retry-After

@@ -7,13 +7,14 @@ the usage record as the stream's outcome (``StreamOutcome.code``):
 
 | the backend                                         | code                 |
 |-----------------------------------------------------|----------------------|
-| sends nothing for ``stream_idle_timeout`` s         | ``upstream_stalled`` |
+| sends no event for ``stream_idle_timeout`` s        | ``upstream_stalled`` |
 | sends a line or event over ``max_event_bytes``      | ``upstream_oversized`` |
 | breaks the connection or the HTTP framing           | ``upstream_closed``  |
 | ends cleanly without ``finish_reason`` or ``[DONE]`` | ``upstream_truncated`` |
 
 Our SSE keep-alive comments keep the client's connection alive meanwhile; they must not hide a
-stalled backend, hence the idle limit here. Messages name the backend, never its address.
+stalled backend, hence the idle limit here, counted between events: a backend that sends only
+keep-alive comments (a trio-router one does) is stalled too. Messages name the backend, never its address.
 """
 
 from __future__ import annotations
@@ -40,12 +41,15 @@ def relay(upstream: Any, registry: Registry, backend: Backend, model: str, sent:
     parser = EventParser(config.max_event_bytes)
     chunks = 0
     done = finished = False
+    idle = config.stream_idle_timeout
+    upstream.deadline = trio.current_time() + idle
     try:
         try:
             for line in upstream.iter_lines(config.max_event_bytes):
                 event = parser.line(line)
                 if event is None:
                     continue
+                upstream.deadline = trio.current_time() + idle
                 if event.data == "[DONE]":
                     done = True
                 else:
@@ -55,7 +59,7 @@ def relay(upstream: Any, registry: Registry, backend: Backend, model: str, sent:
         except httpx.ReadTimeout:
             raise _broken(
                 registry, backend, model, sent, "upstream_stalled",
-                f"backend {backend.name!r} sent nothing for {config.stream_idle_timeout:g} s after {_n(chunks)}",
+                f"backend {backend.name!r} sent no event for {idle:g} s after {_n(chunks)}",
             ) from None  # fmt: skip
         except (ResponseTooLarge, EventTooLarge):
             raise _broken(

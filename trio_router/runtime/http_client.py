@@ -60,6 +60,10 @@ class StreamingResponse:
     def __init__(self, response: httpx.Response | UpstreamResponse) -> None:
         self.response = response
         self.status_code = response.status_code
+        # The trio time by which the body iterators' next item must come, else httpx.ReadTimeout:
+        # a relay that counts silence between its events (a keep-alive comment resets a read
+        # timeout, not this) moves it after each event.
+        self.deadline: float | None = None
 
     @property
     def headers(self) -> httpx.Headers:
@@ -107,11 +111,22 @@ class StreamingResponse:
         try:
             while True:
                 try:
-                    yield await_(chunks.__anext__())
+                    if self.deadline is None:
+                        yield await_(chunks.__anext__())
+                    else:
+                        yield await_(_next_by(chunks, self.deadline))
                 except StopAsyncIteration:
                     return
         finally:
             self.close()
+
+
+async def _next_by(chunks: AsyncIterator[Any], deadline: float) -> Any:
+    try:
+        with trio.fail_at(deadline):
+            return await chunks.__anext__()
+    except trio.TooSlowError:
+        raise httpx.ReadTimeout("nothing arrived by the stream's deadline") from None
 
 
 async def _read_bounded(response: httpx.Response, max_bytes: int | None) -> bytes:
