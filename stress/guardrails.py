@@ -9,12 +9,15 @@ about one sentence in twenty. Reported per token, median of the rounds:
 - anchor: one ``re.search`` of a short pattern over the token: what any regex-based filter pays;
 - evaluator: ``StreamGuard.feed`` alone (the sans-IO core; target <= 5 us);
 - openai chunks: ``GuardedEvents.process`` on chat-completion chunks given as dicts (what a
-  handler yields), the JSON encoding of the rewritten chunk included.
+  handler yields), the JSON encoding of the rewritten chunk included;
+- buffered answers: ``check_answer`` on non-streamed chat completions of ``ANSWER_TOKENS``
+  tokens each, re-encoded (what a guarded buffered answer costs), against encoding them alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import statistics
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 
 from trio_router.streaming.guardrails import GuardrailConfig, StreamGuard, compile_policy
+from trio_router.streaming.guardrails.answers import check_answer
 from trio_router.streaming.guardrails.events import GuardedEvents
 from trio_router.streaming.sse import Event, encode
 
@@ -38,6 +42,7 @@ _TEXT = (
     "approximately responsibility "
 )
 WORDS = _TEXT.split()
+ANSWER_TOKENS = 250  # about 1 KB of text: a typical chat answer
 PII = ["alice.smith@example.com", "(555) 123-4567", "4111 1111 1111 1111", "+44 20 7946 0958"]
 
 
@@ -95,6 +100,25 @@ def unguarded_chunks(tokens: list[str]) -> None:
         encode(Event(data))
 
 
+def answers(tokens: list[str]) -> list[dict[str, object]]:
+    texts = ["".join(tokens[i : i + ANSWER_TOKENS]) for i in range(0, len(tokens), ANSWER_TOKENS)]
+    return [{"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+            for text in texts]  # fmt: skip
+
+
+def unguarded_answers(tokens: list[str]) -> None:
+    for answer in answers(tokens):
+        json.dumps(answer)
+
+
+def buffered_answers(tokens: list[str]) -> None:
+    policy = compile_policy(GuardrailConfig())
+    assert policy is not None
+    for answer in answers(tokens):
+        json.dumps(check_answer(policy, answer).value)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=200_000)
@@ -106,6 +130,8 @@ def main() -> None:
         "evaluator (StreamGuard.feed), default policy": evaluator,
         "openai chunk, encoded, no guardrails": unguarded_chunks,
         "openai chunk, encoded, default policy": openai_chunks,
+        f"buffered answer ({ANSWER_TOKENS} tokens), encoded alone": unguarded_answers,
+        f"buffered answer ({ANSWER_TOKENS} tokens), default policy": buffered_answers,
     }
     results = {
         name: statistics.median(per_token(tokens, run) for _ in range(args.rounds)) for name, run in cases.items()
@@ -115,6 +141,8 @@ def main() -> None:
     print(f"{'case':48} {'us/token':>9} {'x anchor':>9}")
     for name, value in results.items():
         print(f"{name:48} {value:9.2f} {value / base:9.1f}")
+    per_answer = results[f"buffered answer ({ANSWER_TOKENS} tokens), default policy"] * ANSWER_TOKENS
+    print(f"a guarded buffered answer of {ANSWER_TOKENS} tokens: {per_answer:.0f} us")
 
 
 if __name__ == "__main__":

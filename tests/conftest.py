@@ -6,15 +6,18 @@ conforming HTTP client would, byte for byte from a real socket.
 
 from __future__ import annotations
 
+import importlib
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
 import pytest
 import trio
+import yaml
 
 from trio_router import App, Settings
 from trio_router.http.server import Server, bind_listener
@@ -47,6 +50,25 @@ async def serve(app: App, spans: SpanRecorder | None = None, **settings: Any) ->
         await nursery.start(server.serve, [listener])
         yield Running(server, port)
         server.shutdown()
+
+
+GATEWAY_SPEC = Path(__file__).resolve().parent.parent / "specs" / "gateway.yaml"
+
+
+@asynccontextmanager
+async def serve_gateway_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]
+) -> AsyncIterator[tuple[Running, Any]]:
+    """The gateway (handlers.gateway, reloaded so its setup reads ``config``) on a real server,
+    and the gateway module (its REGISTRY, admin port)."""
+    import handlers.gateway as gateway
+
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
+    module = importlib.reload(gateway)
+    async with serve(App.from_spec(GATEWAY_SPEC, module)) as running:
+        yield running, module
 
 
 @dataclass

@@ -19,7 +19,7 @@ import trio
 import yaml
 
 import handlers.gateway as gateway
-from tests.conftest import Running, raw_request, serve
+from tests.conftest import Running, raw_request, serve, serve_gateway_config
 from tests.test_cli import ServerProcess
 from tests.test_mock_backend import free_port_pair
 from trio_router import App
@@ -82,11 +82,8 @@ async def serve_gateway(
         {"name": name, "url": backends.urls[name], "models": ["m8"], "role": role}
         for name, role in (("pre", "prefill"), ("dec", "decode"))
     ]
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump({"backends": listed, "retry_delay": 0.05, **config}))
-    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
-    module = importlib.reload(gateway)
-    async with serve(App.from_spec(SPEC, module)) as running:
+    document = {"backends": listed, "retry_delay": 0.05, **config}
+    async with serve_gateway_config(tmp_path, monkeypatch, document) as (running, _):
         yield running
 
 
@@ -111,7 +108,7 @@ async def test_completions_plain_and_streamed_through_the_guardrails(
             return plain.choices[0].message.content or "", streamed, models, legacy, dims
 
         plain, streamed, models, legacy, dims = await trio.to_thread.run_sync(talk)
-    assert plain == "b1 answers: mail ann@example.com"  # non-streamed answers pass as they are
+    assert plain == "b1 answers: mail [REDACTED:email]"  # buffered answers are guarded like streams
     assert streamed == "b1 answers: mail [REDACTED:email]"  # streams go through the guardrails
     assert models == ["m1", "m2", "m3", "m5", "m4", "m6", "m8"]
     assert (legacy, dims) == ("b1 answers: hi", 8)

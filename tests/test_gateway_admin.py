@@ -5,7 +5,6 @@ the last two under MockClock."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,10 +14,9 @@ import httpx
 import pytest
 import trio
 import trio.testing
-import yaml
 
 import handlers.gateway as gateway
-from tests.conftest import serve
+from tests.conftest import serve, serve_gateway_config
 from trio_router import App, HTTPError
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "gateway.yaml"
@@ -30,12 +28,8 @@ async def gateway_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **config: Any
 ) -> AsyncIterator[tuple[str, str]]:
     """The gateway's public and admin base URLs (health checks far apart: they are not tested here)."""
-    path = tmp_path / "gateway.yaml"
     document = {"backends": [STATIC], "health_interval": 10_000, "admin": {"port": 0}, **config}
-    path.write_text(yaml.safe_dump(document))
-    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
-    module = importlib.reload(gateway)
-    async with serve(App.from_spec(SPEC, module)) as running:
+    async with serve_gateway_config(tmp_path, monkeypatch, document) as (running, module):
         yield running.url, f"http://127.0.0.1:{module.REGISTRY.admin_port}"
 
 

@@ -6,7 +6,6 @@ hang, a 500 or an unbounded buffer."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -20,13 +19,11 @@ import httpx
 import openai
 import pytest
 import trio
-import yaml
 
 import handlers.gateway as gateway
-from tests.conftest import Running, serve
+from tests.conftest import Running, serve_gateway_config
 from tests.test_gateway_tenancy import records
 from tests.test_mock_backend import free_port_pair
-from trio_router import App
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,11 +83,7 @@ async def gateway_over(
         "usage": {"path": "usage.jsonl", "spool_dir": "spool", "flush_interval": 0.05},
         **config,
     }
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
-    module = importlib.reload(gateway)
-    async with serve(App.from_spec(SPEC, module)) as running:
+    async with serve_gateway_config(tmp_path, monkeypatch, settings) as (running, _):
         yield running
 
 
@@ -195,32 +188,29 @@ async def test_a_200_that_is_not_json_is_a_failed_attempt_then_502(
     assert body["attempts"] == [{"backend": "html", "error": "answered HTTP 200 with text/html, not JSON"}]
 
 
-async def test_a_stalled_stream_ends_in_band_after_the_idle_limit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, independent: str
+@pytest.mark.parametrize(
+    ("fault", "code", "message"),
+    [
+        ("stall-2", "upstream_stalled", "backend 'stall-2' sent no event for 0.5 s after 3 chunks"),
+        (
+            "truncate-2",
+            "upstream_truncated",
+            "backend 'truncate-2' ended the stream after 3 chunks without finishing the answer",
+        ),
+    ],
+)
+async def test_a_stalled_or_unfinished_stream_ends_in_band_naming_the_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, independent: str, fault: str, code: str, message: str
 ) -> None:
-    async with gateway_over(tmp_path, monkeypatch, backends(independent, "stall-2", "good")) as running:
+    async with gateway_over(tmp_path, monkeypatch, backends(independent, fault, "good")) as running:
         streamed, error = await trio.to_thread.run_sync(stream_text, running)
-        stalled = stats()["stall-2"]
+        failed = stats()[fault]
         (record,) = await records(tmp_path / "usage.jsonl", 1)
-    assert streamed == "the quick"  # what came before the stall got through
-    assert isinstance(error, openai.APIError)
-    assert error.message == "backend 'stall-2' sent no event for 0.5 s after 3 chunks"
-    assert error.code == "upstream_stalled"
-    assert stalled["failures"] == 1 and stalled["outstanding"] == 0
-    assert record["outcome"] == "upstream_stalled" and record["backend"] == "stall-2"
-    assert record["tokens_out"] >= 1  # what was relayed before the stall is recorded
-
-
-async def test_a_stream_that_ends_without_finishing_is_a_truncated_upstream(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, independent: str
-) -> None:
-    async with gateway_over(tmp_path, monkeypatch, backends(independent, "truncate-2", "good")) as running:
-        streamed, error = await trio.to_thread.run_sync(stream_text, running)
-        truncated = stats()["truncate-2"]
-        (record,) = await records(tmp_path / "usage.jsonl", 1)
-    assert streamed == "the quick" and isinstance(error, openai.APIError)
-    assert error.message == "backend 'truncate-2' ended the stream after 3 chunks without finishing the answer"
-    assert truncated["failures"] == 1 and record["outcome"] == "upstream_truncated"
+    assert streamed == "the quick"  # what came before the fault got through
+    assert isinstance(error, openai.APIError) and (error.message, error.code) == (message, code)
+    assert failed["failures"] == 1 and failed["outstanding"] == 0
+    assert record["outcome"] == code and record["backend"] == fault
+    assert record["tokens_out"] >= 1  # what was relayed before the fault is recorded
 
 
 async def test_a_good_stream_is_complete_in_the_record(
@@ -308,3 +298,18 @@ async def test_503_without_an_available_backend_says_when_to_retry(
     assert failed.status_code == 502 and refused.status_code == 503
     assert refused.json()["error"]["code"] == "no_backend_available"
     assert 19 <= int(refused.headers["retry-after"]) <= 20  # when the open breaker lets a probe through
+
+
+async def test_guardrails_apply_to_buffered_answers_as_to_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, independent: str
+) -> None:
+    """The backend answers "Mail ann@example.com, SSN 123-45-6789.": redacted both ways, and
+    the usage record of the plain answer counts the verdicts."""
+    async with gateway_over(tmp_path, monkeypatch, backends(independent, "pii")) as running:
+        plain = await trio.to_thread.run_sync(ask, running)
+        streamed, error = await trio.to_thread.run_sync(stream_text, running)
+        first, _ = await records(tmp_path / "usage.jsonl", 2)
+    redacted = "Mail [REDACTED:email], SSN [REDACTED:ssn]."
+    assert plain.parse().choices[0].message.content == redacted
+    assert error is None and streamed == redacted
+    assert first["stream"] is False and first["guardrails"] == {"redact": 2, "flag": 0, "truncate": 0}

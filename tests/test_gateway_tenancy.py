@@ -6,7 +6,6 @@ and the refusal to run --workers N with in-memory limits."""
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,11 +20,9 @@ import pytest
 import trio
 import yaml
 
-import handlers.gateway as gateway
-from tests.conftest import Running, raw_request, serve
+from tests.conftest import Running, raw_request, serve_gateway_config
 from tests.test_cli import ServerProcess
 from tests.test_mock_backend import free_port_pair
-from trio_router import App
 from trio_router.security.verifiers import sign
 
 pytestmark = pytest.mark.slow
@@ -92,12 +89,8 @@ def base_config(tmp_path: Path, backend: dict[str, str]) -> dict[str, Any]:
 async def serve_gateway(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]
 ) -> AsyncIterator[tuple[Running, str]]:
-    path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("GATEWAY_CONFIG", str(path))
     monkeypatch.setenv("TEST_GATEWAY_ADMIN", ADMIN_TOKEN)
-    module = importlib.reload(gateway)
-    async with serve(App.from_spec(SPEC, module)) as running:
+    async with serve_gateway_config(tmp_path, monkeypatch, config) as (running, module):
         yield running, f"http://127.0.0.1:{module.REGISTRY.admin_port}"
 
 

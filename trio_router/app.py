@@ -30,6 +30,7 @@ from .openapi.operations import Operation, compile_operations
 from .openapi.responses import NOT_JSON
 from .routing import Match, Router
 from .streaming.event_stream import EventStream, event_stream_response, is_event_source
+from .streaming.guarded_answer import answers_guarded, guard_answer
 from .websocket.handshake import websocket_upgrade
 
 log = logging.getLogger("trio_router.app")
@@ -226,6 +227,7 @@ class App:
         route, raw_params = self._route(request, found)
         if route is not None and route.spec is not None:
             request.render_error = route.spec.render_error
+            request.guardrails = route.spec.guardrails
         if route is None:
             return Response(status=204, headers=[("allow", self._allow[request.route])])
         if route.timeout is not None:
@@ -268,6 +270,10 @@ class App:
         if spec is None:
             return coerce_response(result)
         response, value = spec.responses.coerce(result)
+        if answers_guarded(spec.guardrails):
+            response = guard_answer(request, response, None if value is NOT_JSON else value)
+            if response.guardrails is not None and (response.guardrails["redact"] or response.guardrails["truncate"]):
+                value = NOT_JSON  # the body was re-encoded: validate what is sent
         return self._checked(spec, response, value, request)
 
     def _event_stream(self, spec: Operation | None, result: object, request: Request) -> Response:

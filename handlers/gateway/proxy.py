@@ -122,22 +122,11 @@ class _Exchange:
         cooling = self.registry.cooling(model, now) if not self.attempts else None
         if cooling is not None or (self.rate_limited and len(self.rate_limited) == len(self.attempts)):
             wait = cooling if cooling is not None else min(self.rate_limited)
-            return HTTPError(
-                429,
-                f"every backend serving {model!r} is rate-limited; retry after {_seconds(wait)} s",
-                close=False,
-                headers=[(b"retry-after", _seconds(wait).encode())],
-                code="rate_limit_exceeded",
-            )
+            message = f"every backend serving {model!r} is rate-limited; retry after {_seconds(wait)} s"
+            return _retry_later(429, message, wait, "rate_limit_exceeded")
         if not self.attempts:
             wait = self.registry.retry_after(model, now)
-            return HTTPError(
-                503,
-                f"no healthy backend serves {model!r} now",
-                close=False,
-                headers=[(b"retry-after", _seconds(wait).encode())],
-                code="no_backend_available",
-            )
+            return _retry_later(503, f"no healthy backend serves {model!r} now", wait, "no_backend_available")
         return HTTPError(
             502, f"every backend failed for {model!r}", close=False, code="backends_failed", attempts=self.attempts
         )
@@ -337,6 +326,10 @@ def _reached_outcome(exc: httpx.TransportError) -> str | None:
     if isinstance(exc, httpx.TimeoutException):
         return "upstream_timeout"
     return "upstream_closed"
+
+
+def _retry_later(status: int, message: str, wait: float, code: str) -> HTTPError:
+    return HTTPError(status, message, close=False, headers=[(b"retry-after", _seconds(wait).encode())], code=code)
 
 
 def _seconds(wait: float) -> str:

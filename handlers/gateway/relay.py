@@ -14,7 +14,8 @@ the usage record as the stream's outcome (``StreamOutcome.code``):
 
 Our SSE keep-alive comments keep the client's connection alive meanwhile; they must not hide a
 stalled backend, hence the idle limit here, counted between events: a backend that sends only
-keep-alive comments (a trio-router one does) is stalled too. Messages name the backend, never its address.
+keep-alive comments (a trio-router one does) is stalled too. Messages name the backend, never
+its address.
 """
 
 from __future__ import annotations

@@ -49,6 +49,7 @@ class Request:
         "_trace",
         "auth",
         "body",
+        "guardrails",
         "http_version",
         "method",
         "operation",
@@ -87,6 +88,7 @@ class Request:
         self.tenant: str | None = None  # set by the app when it knows (guardrail verdicts carry it)
         self.websocket: Any = None  # the WebSocket of an x-websocket operation's session
         self.render_error: Callable[..., Response] = problem  # the app's / operation's x-error-format
+        self.guardrails: object = None  # the operation's x-guardrails as written (buffered answers: guarded_answer.py)
         self._trace: TraceContext | None = None
         self.method = method
         self.target = target

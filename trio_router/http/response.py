@@ -36,7 +36,7 @@ class Response:
     close-delimited to an HTTP/1.0 client), one send per chunk.
     """
 
-    __slots__ = ("body", "headers", "status", "stream", "upgrade")
+    __slots__ = ("body", "guardrails", "headers", "status", "stream", "upgrade")
 
     def __init__(
         self,
@@ -54,6 +54,7 @@ class Response:
         # Upgrade: the connection hands its socket to this coroutine instead of sending a response
         # (it sends its own, e.g. a WebSocket handshake's 101), and closes when it returns.
         self.upgrade = upgrade
+        self.guardrails: dict[str, int] | None = None  # verdicts by action, once the guardrails checked it
 
     @classmethod
     def json(cls, value: Any, status: int = 200, headers: Iterable[tuple[str, str]] = ()) -> Response:

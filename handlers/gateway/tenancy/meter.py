@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trio_router import App, EventStream, HTTPError, Request, Response, StreamOutcome, await_
+from trio_router import App, EventStream, HTTPError, Request, Response, StreamOutcome, await_, guard_answer
 
 from ..answers import JSONAnswer
 from .config import KeyRecord, TenancyConfig, TenantLimits
@@ -206,7 +206,10 @@ class _Visit:
         actual = self._cost(used)
         self._adjust(used, actual)
         backend, attempts = _router_headers(answer.headers)
-        self._record(answer.status, "ok" if answer.status < 400 else "error", backend, attempts, used, actual, False)
+        # The operation's guardrails, here rather than after the handler, so the record has the verdicts.
+        answer = guard_answer(self.request, answer, answer.payload if isinstance(answer, JSONAnswer) else None)
+        outcome = "ok" if answer.status < 400 else "error"
+        self._record(answer.status, outcome, backend, attempts, used, actual, False, answer.guardrails)
         answer.headers.extend((name.encode(), value.encode()) for name, value in self._cost_headers(actual))
         self._idempotency(self.meter.idempotency.finish, self.idempotency_key, self.fingerprint, answer)
         return answer

@@ -1,0 +1,58 @@
+"""The guardrails on a non-streamed JSON answer of an operation that opted in with an explicit
+``x-guardrails`` (``true`` or a mapping; streams are checked by default, buffered answers only
+where the spec says so): the answer checked by the operation's policy (guardrails/answers.py),
+re-encoded only if a rule changed it, its verdicts exported like a stream's.
+
+``guard_answer(request, response)`` is public so that a handler that must know the verdicts
+(the gateway writes them into its usage record) can check its answer itself; an answer checked
+once carries its counts in ``response.guardrails`` and is not checked again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..http.request import Request
+from ..http.response import Response
+from .guardrails.answers import check_answer
+
+_JSON = (b"application/json", b"application/problem+json")
+
+
+def answers_guarded(extension: object) -> bool:
+    """Whether an operation's ``x-guardrails`` opts its buffered answers in."""
+    return extension is not None and extension is not False
+
+
+def guard_answer(request: Request, response: Response, value: Any = None) -> Response:
+    """``response`` with its JSON body checked by the request's operation policy (``value``:
+    what the body encodes, when the caller has it; else the body is parsed). Counts by action
+    land in ``response.guardrails``; the response is returned as it was when nothing changed."""
+    extension = request.guardrails
+    if response.guardrails is not None or not answers_guarded(extension) or response.stream is not None:
+        return response
+    policy = request.server.guardrail_policy(extension)
+    if policy is None or not 200 <= response.status < 300 or not _is_json(response):
+        return response
+    if value is None:
+        try:
+            value = json.loads(response.body)
+        except (ValueError, RecursionError):
+            return response
+    checked = check_answer(policy, value)
+    response.guardrails = checked.counts
+    exporter = request.server.verdicts
+    if checked.verdicts and exporter is not None:
+        exporter.export(checked.verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)
+    if checked.changed:
+        response.body = json.dumps(checked.value, separators=(",", ":"), ensure_ascii=False).encode()
+    return response
+
+
+def _is_json(response: Response) -> bool:
+    for name, value in response.headers:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media in _JSON or media.endswith(b"+json")
+    return False

@@ -1,0 +1,76 @@
+"""Guardrails on a whole (non-streamed) JSON answer, sans-IO: the same rules and verdicts as a
+stream's, on text that is complete, so nothing is held and the split of a text cannot matter.
+
+- An **OpenAI answer** (an object with ``choices``): each choice's ``message.content`` (chat)
+  or ``text`` (completions) is checked. ``truncate`` cuts that text right before the match and
+  sets the choice's ``finish_reason`` to ``"content_filter"``, OpenAI's own value.
+- **Any other JSON value**: each string in it is checked on its own; ``truncate`` cuts that
+  string before the match (the document keeps its shape, so it still matches its schema).
+
+The answer is copied where it changes (the caller's value is left alone) and only there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evaluator import GuardrailPolicy, Verdict, check_whole
+
+
+@dataclass(slots=True)
+class CheckedAnswer:
+    """What checking an answer decided: the value to send, every verdict, counts by action."""
+
+    value: Any
+    verdicts: list[Verdict] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: {"redact": 0, "flag": 0, "truncate": 0})
+
+    @property
+    def changed(self) -> bool:
+        return self.counts["redact"] > 0 or self.counts["truncate"] > 0
+
+
+def check_answer(policy: GuardrailPolicy, value: Any) -> CheckedAnswer:
+    checked = CheckedAnswer(value)
+    if isinstance(value, dict) and isinstance(value.get("choices"), list):
+        checked.value = {**value, "choices": [_choice(policy, choice, checked) for choice in value["choices"]]}
+    else:
+        checked.value = _strings(policy, value, checked)
+    return checked
+
+
+def _choice(policy: GuardrailPolicy, choice: Any, checked: CheckedAnswer) -> Any:
+    if not isinstance(choice, dict):
+        return choice
+    message = choice.get("message")
+    if isinstance(message, dict) and isinstance(message.get("content"), str):
+        text, severed = _text(policy, message["content"], checked)
+        choice = {**choice, "message": {**message, "content": text}}
+    elif isinstance(choice.get("text"), str):
+        text, severed = _text(policy, choice["text"], checked)
+        choice = {**choice, "text": text}
+    else:
+        return choice
+    if severed:
+        choice["finish_reason"] = "content_filter"
+    return choice
+
+
+def _strings(policy: GuardrailPolicy, value: Any, checked: CheckedAnswer) -> Any:
+    if isinstance(value, str):
+        return _text(policy, value, checked)[0]
+    if isinstance(value, dict):
+        return {key: _strings(policy, item, checked) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strings(policy, item, checked) for item in value]
+    return value
+
+
+def _text(policy: GuardrailPolicy, text: str, checked: CheckedAnswer) -> tuple[str, bool]:
+    """The text as the policy leaves it, and whether a truncation cut it."""
+    step = check_whole(policy, text)
+    for verdict in step.verdicts:  # a truncation's verdict among them
+        checked.verdicts.append(verdict)
+        checked.counts[verdict.action] += 1
+    return step.text, step.severed is not None
