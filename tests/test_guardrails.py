@@ -7,7 +7,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_router.streaming.guardrails import GuardrailConfig, Limits, StreamGuard, Verdict, compile_policy
@@ -169,6 +169,26 @@ def test_chunking_invariance(text: str, cuts: list[int], rules: GuardrailPolicy)
     """However a text is split into chunks, what is forwarded, what is found and where the stream
     is severed are exactly what the unsplit text gives."""
     assert run(split(text, cuts), rules) == run([text], rules)
+
+
+WORDS = st.sampled_from(["the", "quick", "5", "6", "17", "version", "and", "then", "2.1", "x", "fox"])
+FILLER = st.lists(WORDS, min_size=30, max_size=70).map(" ".join)
+SECRETS = st.sampled_from(["4111 1111 1111 1111", "john.smith@example.com", "123-45-6789", "(555) 123-4567"])
+
+
+@settings(max_examples=300, deadline=None)
+@example(filler=" ".join(["the"] * 40), secret="4111 1111 1111 1111", at=60, cuts=list(range(0, 200, 4)))
+@given(FILLER, SECRETS, st.integers(min_value=0), st.lists(st.integers(min_value=0), max_size=120))
+def test_chunking_invariance_with_the_default_limits(filler: str, secret: str, at: int, cuts: list[int]) -> None:
+    """The default window, streams far longer than it (in ordinary prose the last word is always
+    held), PII at any offset, any split (one character a chunk included): the same as the whole
+    text. Counting the window per unbroken hold forced a flush every ~20 chunks, which let a
+    card number split across it through."""
+    at %= len(filler) + 1
+    text = f"{filler[:at]} to {secret} now {filler[at:]}"  # words around it: a digit beside it makes another number
+    limits = Limits()  # window_tokens and the rest as configured by default (time never advances here)
+    assert run(split(text, cuts), REDACT_ALL, limits) == run([text], REDACT_ALL)
+    assert secret not in run(split(text, cuts), REDACT_ALL, limits)[0]
 
 
 @settings(max_examples=200, deadline=None)

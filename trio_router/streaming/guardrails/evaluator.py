@@ -7,10 +7,13 @@ Because text is released only once no later chunk can change how it is treated, 
 the same however the text was split into chunks (a hypothesis property in the tests).
 
 Held text never waits without bound: it is forced out (decided as if the stream ended there)
-once ``window_tokens`` chunks arrived while it was held, once it was held ``max_hold`` seconds,
-or ``deadline_margin`` before the stream's deadline. ``flush_due()`` tells the I/O layer when.
-Only a forced flush can treat a split text differently from an unsplit one; it is the price
-of bounded latency, and every forced flush is counted.
+once ``window_tokens`` chunks arrived while one pending match was held (counted from where
+the held text begins: in prose the last word is nearly always held, each word a new pending
+match, so counting per unbroken hold would force a flush every ``window_tokens`` chunks and
+decide a card number cut by it as two harmless halves), once text was held ``max_hold``
+seconds, or ``deadline_margin`` before the stream's deadline. ``flush_due()`` tells the I/O
+layer when. Only a forced flush can treat a split text differently from an unsplit one; it is
+the price of bounded latency, and every forced flush is counted.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    window_tokens: int = 20  # chunks that may arrive while text is held
+    window_tokens: int = 64  # chunks that may arrive while one pending match is held
     max_hold: float = 1.0  # seconds text may be held
     deadline_margin: float = 0.25  # seconds before the deadline when everything held goes out
 
@@ -93,7 +96,8 @@ class StreamGuard:
         self._scan = 0  # where held text begins in _text
         self._offset = 0  # stream offset of _text[0]
         self._held_since: float | None = None
-        self._held_chunks = 0
+        self._held_chunks = 0  # chunks since the held text began where it begins now
+        self._held_from = -1  # the stream offset where the held text begins
         self.severed: Verdict | None = None
         self.forced_flushes = 0
 
@@ -120,8 +124,12 @@ class StreamGuard:
         step = self._decide(final=forced or now >= self._deadline - self._limits.deadline_margin)
         if self._scan == len(self._text):
             self._held_since, self._held_chunks = None, 0
-        elif self._held_since is None:
+            return step
+        if self._held_since is None:
             self._held_since = now
+        held_from = self._offset + self._scan
+        if held_from != self._held_from:  # what was pending is decided: a new pending match
+            self._held_from, self._held_chunks = held_from, 0
         return step
 
     def flush(self) -> Step:

@@ -56,7 +56,9 @@ class GuardrailConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
-    window_tokens: int = Field(default=20, ge=1, description="chunks that may arrive while text is held back")
+    window_tokens: int = Field(
+        default=64, ge=1, description="chunks that may arrive while one pending match is held back"
+    )
     max_hold: float = Field(default=1.0, gt=0, description="seconds text may be held back")
     deadline_margin: float = Field(
         default=0.25, ge=0, description="seconds before a stream's deadline when all goes out"
