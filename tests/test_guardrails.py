@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from trio_router.streaming.guardrails import GuardrailConfig, Limits, StreamGuard, Verdict, compile_policy
 from trio_router.streaming.guardrails.policy import GuardrailPolicy, operation_policy
-from trio_router.streaming.guardrails.rules import luhn_valid
+from trio_router.streaming.guardrails.rules import card_valid, luhn_valid, phone_valid
 
 UNLIMITED = Limits(window_tokens=10**9, max_hold=math.inf, deadline_margin=0)
 
@@ -246,3 +246,38 @@ def test_policy_configuration_errors_are_precise() -> None:
     assert operation_policy(base, True, cache) is operation_policy(base, None, cache)  # compiled once
     bounded = policy(blocked=[{"name": "ticket", "pattern": r"TICKET-\d{1,6}(?=\b)", "action": "redact"}])
     assert run(["see TICK", "ET-12", "345 now"], bounded)[0] == "see [REDACTED:ticket] now"
+
+
+ORDINARY = """\
+Count along: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20, then 5 6 7 8 9 10 11 12 13 14 15 16 17.
+We shipped on 2026-12-03 at 12:30:45 (03.12.2026, 12/03/2026); the years 1990 1991 1992 1993 were slow.
+Install Python 3.11.7 or v1.2.3-rc.1; HTTP/1.1 200 OK on port 8080; build 20261203 took 1234567 ms.
+The server at 10.0.0.1 talks to 192.168.1.254 and ::1; version 1.2.3.4.5 is old.
+Order #1234567890 cost $1,234.56, order 0123456789 is pending; 1,000,000 users, 0.5 of them active.
+ISBN 978-3-16-148410-0, UUID 123e4567-e89b-12d3-a456-426614174000, zip 94103-1234, room 101.
+Coordinates 48.8566, 2.3522; the ratio 16:9; scores 4 4 4 4 3 3 3 3 2 2 2 2 1 1 1 1; pi is 3.14159265358979.
+Tracking 1Z999AA10123456784, account 2020 2021 2022 2023, serial 0000-0000-0000-0000, lot 123-456-7890-12.
+"""
+
+
+def test_ordinary_text_has_no_false_positives_for_the_redact_kinds() -> None:
+    """Numbers, dates, versions, IPs (flagged, not redacted), identifiers: nothing redacted."""
+    default = policy()
+    forwarded, verdicts, _ = run([ORDINARY], default)
+    redacted = [(v.kind, ORDINARY[v.start : v.end]) for v in verdicts if v.action == "redact"]
+    assert redacted == [] and forwarded == ORDINARY
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["4111 1111 1111 1111", "5555-5555-5555-4444", "3782 822463 10005", "6011111111111117", "3530 1113 3330 0000",
+     "2223 0031 2200 3222", "4012888888881881"],
+)  # fmt: skip
+def test_real_card_numbers_of_each_network_are_still_redacted(number: str) -> None:
+    assert run([f"card {number} ok"], REDACT_ALL)[0] == "card [REDACTED:credit_card] ok"
+
+
+def test_a_card_number_needs_an_issuer_a_length_and_a_consistent_grouping() -> None:
+    for near_miss in ["9111 1111 1111 1111", "4111-1111 1111-1111", "41 11 11 11 11 11 11 11", "1234567812345670"]:
+        assert card_valid(near_miss) is False, near_miss
+    assert phone_valid("(415) 555-2671") and not phone_valid("1234567890") and phone_valid("+44 20 7946 0958")

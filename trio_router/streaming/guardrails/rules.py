@@ -110,6 +110,47 @@ def luhn_valid(candidate: str) -> bool:
     return total % 10 == 0
 
 
+# How card numbers are written: one run of digits, or groups of four (the last may be shorter),
+# or American Express's and Diners Club's 4-6-5 and 4-6-4. "5 6 7 8 9 10 11 12 13 14" is none.
+_CARD_GROUPS = re.compile(
+    r"[0-9]{13,19}"
+    r"|[0-9]{4}([ \-])[0-9]{4}(?:\1[0-9]{4}){1,2}(?:\1[0-9]{1,4})?"  # one separator throughout
+    r"|[0-9]{4}([ \-])[0-9]{6}\2[0-9]{4,5}"
+)
+# Issuer prefixes (IIN ranges) and the lengths each network issues.
+_CARD_NETWORKS = (
+    (re.compile(r"4"), (13, 16, 19)),  # Visa
+    (re.compile(r"5[1-5]|2(?:22[1-9]|2[3-9][0-9]|[3-6][0-9]{2}|7[01][0-9]|720)"), (16,)),  # Mastercard
+    (re.compile(r"3[47]"), (15,)),  # American Express
+    (re.compile(r"6(?:011|4[4-9]|5)"), (16, 17, 18, 19)),  # Discover
+    (re.compile(r"3(?:0[0-5]|[689])"), (14, 15, 16, 17, 18, 19)),  # Diners Club
+    (re.compile(r"35(?:2[89]|[3-8][0-9])"), (16, 17, 18, 19)),  # JCB
+    (re.compile(r"62"), (16, 17, 18, 19)),  # UnionPay
+    (re.compile(r"5[06-9]|6[0-9]"), (12, 13, 14, 15, 16, 17, 18, 19)),  # Maestro
+)
+
+
+def card_valid(candidate: str) -> bool:
+    """A card number as cards are numbered and written: a known issuer prefix with one of its
+    lengths, the usual grouping, and the Luhn check digit."""
+    if _CARD_GROUPS.fullmatch(candidate) is None:
+        return False
+    digits = candidate.replace(" ", "").replace("-", "")
+    issued = any(prefix.match(digits) and len(digits) in lengths for prefix, lengths in _CARD_NETWORKS)
+    return issued and luhn_valid(digits)
+
+
+def phone_valid(candidate: str) -> bool:
+    """A North American number's area code begins with 2-9 (so 0123456789 or 1234567890 in a
+    list of digits is not one); international numbers (+ and a country code) are taken as written."""
+    digits = "".join(c for c in candidate if c.isdigit())
+    if candidate.startswith("+") and not digits.startswith("1"):
+        return True
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return len(digits) != 10 or digits[0] in "23456789"
+
+
 def ipv6_valid(candidate: str) -> bool:
     if candidate.count(":") < 2:
         return False
@@ -120,7 +161,11 @@ def ipv6_valid(candidate: str) -> bool:
     return True
 
 
-_VALIDATORS: dict[str, Callable[[str], bool]] = {"credit_card": luhn_valid, "ipv6": ipv6_valid}
+_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "credit_card": card_valid,
+    "phone": phone_valid,
+    "ipv6": ipv6_valid,
+}
 _DIGIT = re.compile("[0-9]")
 _TRIGGERS: dict[str, Trigger] = {"email": "@", "ipv6": ":", "ssn": _DIGIT, "credit_card": _DIGIT, "phone": _DIGIT}
 
