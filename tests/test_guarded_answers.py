@@ -99,3 +99,40 @@ async def test_operations_that_did_not_opt_in_are_left_alone(tmp_path: Path) -> 
         async with serve(app_with(tmp_path, guardrails)) as running:
             answer = await trio.to_thread.run_sync(sdk_answer, running.url)
         assert answer.choices[0].message.content == PII
+
+
+async def test_a_huge_answer_is_checked_in_slices_while_other_requests_are_served(tmp_path: Path) -> None:
+    """A 4 MB answer takes the checker a good while; an unrelated request that arrives while it
+    runs is answered before the check ends (its handler sees no verdict exported yet). Checked
+    in one go, the event loop would serve nothing until the verdicts were out."""
+    sink = tmp_path / "verdicts.jsonl"
+    paths = {
+        "/big": {"get": {"operationId": "big", "x-guardrails": True, "responses": JSON_200}},
+        "/small": {"get": {"operationId": "small", "responses": JSON_200}},
+    }
+    spec = write_spec(tmp_path, paths)
+    module = types.ModuleType("huge_answer_app")
+    started = trio.Event()
+
+    def big(request: Request) -> dict[str, Any]:
+        started.set()  # a handler's greenlet runs on the trio task: setting an event is safe
+        return {"note": "lorem ipsum dolor sit amet " * 150_000 + "mail ann@example.com"}
+
+    def small(request: Request) -> dict[str, Any]:
+        return {"verdicts_so_far": len(sink.read_text()) if sink.exists() else 0}
+
+    module.big, module.small = big, small  # type: ignore[attr-defined]
+    async with serve(App.from_spec(spec, module), guardrail_sinks=[f"json:{sink}"]) as running:
+        big_client, small_client = await running.connect(), await running.connect()
+        outcome: dict[str, Any] = {}
+
+        async def fetch_big() -> None:
+            outcome["big"] = await big_client.request("GET", "/big")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch_big)
+            await started.wait()
+            outcome["small"] = await small_client.request("GET", "/small")
+    assert json.loads(outcome["small"].body) == {"verdicts_so_far": 0}  # answered while the check ran
+    assert outcome["big"].body.endswith(b'mail [REDACTED:email]"}')
+    assert [json.loads(line)["kind"] for line in sink.read_text().splitlines()] == ["email"]

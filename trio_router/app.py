@@ -30,7 +30,7 @@ from .openapi.operations import Operation, compile_operations
 from .openapi.responses import NOT_JSON
 from .routing import Match, Router
 from .streaming.event_stream import EventStream, event_stream_response, is_event_source
-from .streaming.guarded_answer import answers_guarded, guard_answer
+from .streaming.guarded_answer import answers_guarded, guard_answer_async
 from .websocket.handshake import websocket_upgrade
 
 log = logging.getLogger("trio_router.app")
@@ -241,7 +241,7 @@ class App:
             result = await request.runtime.call(
                 route.invoke, route.is_async, request, request._connection.handler_suspended
             )
-            return self._response(route.spec, result, request)
+            return await self._response(route.spec, result, request)
         except (HTTPError, DropConnection):
             raise
         except Exception:
@@ -263,7 +263,7 @@ class App:
             _count_rejection(request, refused)
             raise
 
-    def _response(self, spec: Operation | None, result: object, request: Request) -> Response:
+    async def _response(self, spec: Operation | None, result: object, request: Request) -> Response:
         """The handler's result as a Response, checked against the spec's declared responses."""
         if isinstance(result, EventStream) or (spec is not None and is_event_source(result)):
             return self._event_stream(spec, result, request)
@@ -271,7 +271,7 @@ class App:
             return coerce_response(result)
         response, value = spec.responses.coerce(result)
         if answers_guarded(spec.guardrails):
-            response = guard_answer(request, response, None if value is NOT_JSON else value)
+            response = await guard_answer_async(request, response, None if value is NOT_JSON else value)
             if response.guardrails is not None and (response.guardrails["redact"] or response.guardrails["truncate"]):
                 value = NOT_JSON  # the body was re-encoded: validate what is sent
         return self._checked(spec, response, value, request)

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..http.request import Request
 from ..http.response import Response
-from .guardrails.answers import check_answer
+from ..runtime.bridge import in_handler, sleep
+from .guardrails.answers import SLICE, check_answer
 
 _JSON = (b"application/json", b"application/problem+json")
 
@@ -23,6 +24,15 @@ _JSON = (b"application/json", b"application/problem+json")
 def answers_guarded(extension: object) -> bool:
     """Whether an operation's ``x-guardrails`` opts its buffered answers in."""
     return extension is not None and extension is not False
+
+
+async def guard_answer_async(request: Request, response: Response, value: Any = None) -> Response:
+    """``guard_answer`` from async code: a long answer is checked in a pooled greenlet, which
+    lets other requests run between its slices."""
+    if len(response.body) <= SLICE:
+        return guard_answer(request, response, value)
+    checked: Response = await request.runtime.pool.run(lambda _: guard_answer(request, response, value), None, _no_op)
+    return checked
 
 
 def guard_answer(request: Request, response: Response, value: Any = None) -> Response:
@@ -40,7 +50,7 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
             value = json.loads(response.body)
         except (ValueError, RecursionError):
             return response
-    checked = check_answer(policy, value)
+    checked = check_answer(policy, value, _let_others_run if in_handler() else None)
     response.guardrails = checked.counts
     exporter = request.server.verdicts
     if checked.verdicts and exporter is not None:
@@ -56,3 +66,11 @@ def _is_json(response: Response) -> bool:
             media = value.split(b";", 1)[0].strip().lower()
             return media in _JSON or media.endswith(b"+json")
     return False
+
+
+def _let_others_run() -> None:
+    sleep(0)  # a checkpoint: other tasks run, then this greenlet goes on
+
+
+def _no_op() -> None:
+    pass
