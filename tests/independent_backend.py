@@ -21,6 +21,7 @@ the last dash is the fault's parameter.
 | endless-event     | a stream of short ``data:`` lines and never the blank line              |
 | usage-N, usage--N | answers reporting N (or -N) prompt and completion tokens                |
 | pii               | answers "Mail ann@example.com, SSN 123-45-6789."                        |
+| echo              | answers with the last user message, as it arrived                       |
 
 A prompt whose last user message says ``say pii`` gets that text from any backend, streamed in
 5-character pieces (so a value spans chunks). A request ending in an assistant message with
@@ -75,6 +76,8 @@ def _content(fault: str, body: dict[str, Any]) -> str:
     continued = bool(body.get("continue_final_message")) and messages and messages[-1].get("role") == "assistant"
     prefix = messages[-1].get("content", "") if continued else ""
     users = [m.get("content") for m in messages if m.get("role") == "user"]
+    if fault == "echo":
+        return str(users[-1]) if users else ""
     if fault == "pii" or (users and "say pii" in str(users[-1])):
         text = PII_TEXT
     else:  # max_tokens words (a continuation's limit counts what is left)

@@ -13,7 +13,7 @@ from .runtime.upstream import ResponseTooLarge
 from .security.verifiers import InvalidCredentials, Principal
 from .settings import Settings
 from .streaming.event_stream import EventStream, StreamError, StreamOutcome
-from .streaming.guarded_answer import guard_answer
+from .streaming.guarded_answer import export_verdicts, guard_answer
 from .streaming.sse import Event, EventParser, EventTooLarge
 from .websocket import WebSocket, WebSocketClosed
 
@@ -42,6 +42,7 @@ __all__ = [
     "WebSocketClosed",
     "await_",
     "bind_listener",
+    "export_verdicts",
     "guard_answer",
     "http_client",
     "in_handler",

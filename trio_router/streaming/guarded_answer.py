@@ -17,6 +17,7 @@ from ..http.request import Request
 from ..http.response import Response
 from ..runtime.bridge import in_handler, sleep
 from .guardrails.answers import SLICE, check_answer
+from .guardrails.evaluator import Verdict
 
 _JSON = (b"application/json", b"application/problem+json")
 
@@ -52,12 +53,18 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
             return response
     checked = check_answer(policy, value, _let_others_run if in_handler() else None)
     response.guardrails = checked.counts
-    exporter = request.server.verdicts
-    if checked.verdicts and exporter is not None:
-        exporter.export(checked.verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)
+    export_verdicts(request, checked.verdicts)
     if checked.changed:
         response.body = json.dumps(checked.value, separators=(",", ":"), ensure_ascii=False).encode()
     return response
+
+
+def export_verdicts(request: Request, verdicts: list[Verdict]) -> None:
+    """Verdicts an app's own check found (a prompt's, say), to the server's sinks and metrics
+    as the stream's and the answers' go, with the request's id, operation and tenant."""
+    exporter = request.server.verdicts
+    if verdicts and exporter is not None:
+        exporter.export(verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)
 
 
 def _is_json(response: Response) -> bool:

@@ -5,15 +5,36 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from trio_router.streaming.guardrails.rules import PII_KINDS
 
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class PromptPolicy(BaseModel):
+    """What the gateway does with PII it finds in a request's messages (prompt.py): ``flag``
+    (a verdict only), ``redact`` (the backend never sees the value) or ``block`` (400
+    ``content_policy_violation``); kinds not named are not looked for."""
+
+    model_config = ConfigDict(extra="forbid")
+    pii: dict[str, Literal["flag", "redact", "block", "off"]] = Field(default_factory=dict)
+
+    @field_validator("pii")
+    @classmethod
+    def _known(cls, pii: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(pii) - set(PII_KINDS))
+        if unknown:
+            raise ValueError(f"unknown PII kinds {unknown}; known: {', '.join(PII_KINDS)}")
+        return pii
 
 
 class Limits(BaseModel):
     """Limits of one tenant or one key (a key is held to its own and its tenant's). None: no limit."""
 
     model_config = ConfigDict(extra="forbid")
+    # The prompt policy for this tenant's (or key's) requests, over the configuration's.
+    prompt_policy: PromptPolicy | None = None
     budget: float | None = Field(default=None, ge=0, description="spend per budget_period, in the pricing's currency")
     budget_period: Literal["day", "month", "total"] = "month"
     rpm: int | None = Field(default=None, ge=0, description="requests per minute")
@@ -95,6 +116,7 @@ class TenancyConfig(BaseModel):
     output_ratio_alpha: float = Field(default=0.1, gt=0, le=1)  # EWMA of output/input tokens
     # Reported output tokens believed at most (a request without max_tokens); usage beyond is clamped.
     max_output_tokens: int = Field(default=1_000_000, ge=1)
+    prompt_policy: PromptPolicy | None = None  # every tenant's, unless its own or its key's says otherwise
 
     @property
     def keys_required(self) -> bool:

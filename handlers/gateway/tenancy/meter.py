@@ -3,6 +3,8 @@
 1. identify   the tenant and key the GatewayKey scheme verified (``request.tenant`` is set, so
               every later log line carries it);
 2. replay     an ``Idempotency-Key`` seen before: its stored answer, or 409 while in flight;
+   screen     the messages by the key's or tenant's prompt policy (prompt.py): PII flagged,
+              redacted before the backend sees it, or the request refused (400);
 3. estimate   tokens and cost (fails open: the request goes on, marked degraded);
 4. seatbelt   ``X-Router-Max-Cost`` below the estimate: 402;
 5. reserve    the estimate against every limit, atomically (402 budget, 429 rates; the state
@@ -34,6 +36,7 @@ from .config import KeyRecord, TenancyConfig, TenantLimits
 from .cost import OutputRatios, Tokens, ceiling, clamp, cost, from_usage, money, predict
 from .idempotency import Idempotency, fingerprint
 from .metered_stream import Tally, counted
+from .prompt import PromptScreen
 from .state import Ask, Refused, Reservation, State, StateUnavailable, shielded
 from .usage import UsageLog, usage_record
 
@@ -53,6 +56,10 @@ class Meter:
         self.usage = usage
         self.idempotency = Idempotency(state, config.idempotency_ttl, config.idempotency_max_answer_bytes)
         self.ratios = OutputRatios(config.output_ratio_alpha)
+        self.prompts = PromptScreen(config.prompt_policy)
+        for holder in [*config.tenants, *(key for tenant in config.tenants for key in tenant.keys)]:
+            if holder.prompt_policy is not None:  # a policy that cannot compile stops startup
+                self.prompts.compile(holder.prompt_policy)
         self.outage_log = _OncePerSecond()
         app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
         app.counter("gateway_refusals", "Gateway requests refused by a limit, by scope and limit.", ("scope", "limit"))
@@ -83,6 +90,7 @@ class _Visit:
         self.tally: Tally | None = None  # a stream's, once it began
         self.carried = (Tokens(0, 0), 0)  # tokens and cost of cut streams continued elsewhere
         self.moved_to: tuple[str, int] | None = None  # the backend a cut stream went on from, its attempt
+        self.prompt_counts: dict[str, int] = {}  # the prompt policy's verdicts, by action
         self.idempotency_key = request.header("idempotency-key")
         self.idempotency_key_held = self.idempotency_key is not None
         # What the key names (this endpoint and body); computed only when a key was sent.
@@ -98,6 +106,7 @@ class _Visit:
             if replayed is not None:
                 self._record(replayed.status, "ok", None, 0, Tokens(0, 0), 0, stream=False)
                 return replayed
+            self._screen()
             self._estimate()
             self._seatbelt()
             self._reserve()
@@ -128,6 +137,11 @@ class _Visit:
         if replayed is not None:
             self.idempotency_key_held = False
         return replayed
+
+    def _screen(self) -> None:
+        policy = self.meter.prompts.policy(self.tenant, self.key)
+        if policy is not None:
+            self.meter.prompts.screen(self.request, policy, self.body, self.prompt_counts)
 
     def _estimate(self) -> None:
         try:
@@ -357,7 +371,7 @@ class _Visit:
                 outcome=outcome,
                 attempts=attempts,
                 stream=stream,
-                guardrails=guardrails or {},
+                guardrails={**(guardrails or {}), **self.prompt_counts},
                 idempotency_key=self.idempotency_key,
                 usage_clamped=self.usage_clamped,
                 degraded=self.degraded,
