@@ -14,7 +14,9 @@ import pytest
 import trio
 
 import handlers.gateway as gateway
+from tests.conftest import GATEWAY_SPEC as SPEC
 from tests.conftest import Running
+from tests.test_cli import running
 from tests.test_gateway_faults import backends, gateway_over, independent
 from tests.test_gateway_tenancy import records
 
@@ -89,3 +91,27 @@ def test_an_unknown_pii_kind_stops_startup() -> None:
 
     with pytest.raises(ValueError, match=r"unknown PII kinds \['passport'\]"):
         PromptPolicy.model_validate({"pii": {"passport": "block"}})
+
+
+def test_through_trio_router_run_answers_are_redacted_alike_and_prompts_screened(
+    tmp_path: Path, independent: str
+) -> None:
+    """The issue's acceptance path: `trio-router run --handlers handlers.gateway --spec
+    specs/gateway.yaml` with a config file, the openai SDK as the client."""
+    config = {
+        "backends": backends(independent, "pii"),
+        "prompt_policy": {"pii": {"ssn": "block"}},
+        "usage": {"sink": "none"},
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    with running("--handlers", "handlers.gateway", "--spec", str(SPEC), env={"GATEWAY_CONFIG": str(path)}) as server:
+        client = openai.OpenAI(base_url=f"{server.url()}/v1", api_key="unused", max_retries=0)
+        hello = [{"role": "user", "content": "hello"}]
+        plain = client.chat.completions.create(model="m", messages=hello).choices[0].message.content  # type: ignore[arg-type]
+        chunks = client.chat.completions.create(model="m", messages=hello, stream=True)  # type: ignore[arg-type]
+        streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "my SSN is 123-45-6789"}])
+    assert plain == streamed == "Mail [REDACTED:email], SSN [REDACTED:ssn]."
+    assert refused.value.code == "content_policy_violation"
