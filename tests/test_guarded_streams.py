@@ -154,3 +154,41 @@ async def test_x_guardrails_off_and_overrides(tmp_path: Path) -> None:
         severed = (await client.request("GET", "/strict")).body
         assert severed.startswith(b"data: to \n\nevent: error\n")
         assert b'"rule":"pii.email"' in severed
+
+
+async def test_a_huge_event_is_checked_off_the_event_loop(tmp_path: Path) -> None:
+    """One 2 MB event of a stream: a request arriving while it is checked is answered before the
+    check ends (its handler sees no verdict exported yet); checked inline, the event loop would
+    not even wake the test up before the verdicts were out."""
+    sink = tmp_path / "verdicts.jsonl"
+    app = App()
+    started = trio.Event()
+
+    @app.route("GET", "/huge")
+    def huge(request: Request) -> EventStream:
+        def generate() -> Iterator[str]:
+            started.set()
+            yield "build 12 of 345 at 6.7 " * 100_000 + "mail ann@example.com"  # digits: every rule works
+
+        return EventStream(generate())
+
+    @app.route("GET", "/small")
+    def small(request: Request) -> dict[str, int]:
+        return {"verdicts_so_far": len(sink.read_text()) if sink.exists() else 0}
+
+    async with serve(app, guardrail_sinks=[f"json:{sink}"]) as running:
+        big_client, small_client = await running.connect(), await running.connect()
+        outcome: dict[str, Any] = {}
+
+        async def fetch_huge() -> None:
+            outcome["huge"] = await big_client.request("GET", "/huge")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fetch_huge)
+            await started.wait()
+            await trio.sleep(0.05)  # the check (half a second or more) is under way by now
+            outcome["small"] = await small_client.request("GET", "/small")
+    assert json.loads(outcome["small"].body) == {"verdicts_so_far": 0}
+    body = outcome["huge"].body
+    assert body.endswith(b"data: [REDACTED:email]\n\n") and b"ann@example.com" not in body  # held, then out
+    assert [json.loads(line)["kind"] for line in sink.read_text().splitlines()] == ["email"]
