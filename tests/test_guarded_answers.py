@@ -136,3 +136,33 @@ async def test_a_huge_answer_is_checked_in_slices_while_other_requests_are_serve
     assert json.loads(outcome["small"].body) == {"verdicts_so_far": 0}  # answered while the check ran
     assert outcome["big"].body.endswith(b'mail [REDACTED:email]"}')
     assert [json.loads(line)["kind"] for line in sink.read_text().splitlines()] == ["email"]
+
+
+def tool_call_answer(arguments: str) -> dict[str, Any]:
+    call = {"id": "call_1", "type": "function", "function": {"name": "send_mail", "arguments": arguments}}
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    return {"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": message,
+            "finish_reason": "tool_calls"}]}  # fmt: skip
+
+
+def test_tool_call_arguments_are_checked_where_the_policy_says_so() -> None:
+    arguments = json.dumps({"to": "ann@example.com", "subject": "hi", "count": 2})
+    answer = tool_call_answer(arguments)
+    unchecked = check_answer(compile_policy(GuardrailConfig()), answer)  # type: ignore[arg-type]
+    assert unchecked.value["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == arguments
+
+    checked = check_answer(compile_policy(GuardrailConfig(tool_arguments=True)), answer)  # type: ignore[arg-type]
+    sent = checked.value["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(sent) == {"to": "[REDACTED:email]", "subject": "hi", "count": 2}  # still JSON
+    clean = tool_call_answer('{"subject":  "hi"}')  # nothing found: the arguments' bytes as they were
+    kept = check_answer(compile_policy(GuardrailConfig(tool_arguments=True)), clean)  # type: ignore[arg-type]
+    assert kept.value == clean and not kept.changed
+    not_json = check_answer(
+        compile_policy(GuardrailConfig(tool_arguments=True)), tool_call_answer("to ann@example.com")
+    )  # type: ignore[arg-type]
+    assert not_json.value["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"] == "to [REDACTED:email]"
+
+    strict = compile_policy(GuardrailConfig(tool_arguments=True, pii={"email": "truncate"}))
+    cut = check_answer(strict, answer)  # type: ignore[arg-type]
+    choice = cut.value["choices"][0]
+    assert "tool_calls" not in choice["message"] and choice["finish_reason"] == "content_filter"

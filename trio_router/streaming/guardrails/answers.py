@@ -3,7 +3,10 @@ stream's, on text that is complete, so nothing is held and the split of a text c
 
 - An **OpenAI answer** (an object with ``choices``): each choice's ``message.content`` (chat)
   or ``text`` (completions) is checked. ``truncate`` cuts that text right before the match and
-  sets the choice's ``finish_reason`` to ``"content_filter"``, OpenAI's own value.
+  sets the choice's ``finish_reason`` to ``"content_filter"``, OpenAI's own value. With the
+  policy's ``tool_arguments``, each tool call's ``function.arguments`` (a JSON document in a
+  string) has its string values checked too, and stays valid JSON; a truncation there drops
+  the tool calls and ends the choice with ``content_filter``.
 - **Any other JSON value**: each string in it is checked on its own; ``truncate`` cuts that
   string before the match (the document keeps its shape, so it still matches its schema).
 
@@ -16,6 +19,7 @@ I/O layer can let other requests run: checking 64 KB at once held the event loop
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,9 +57,18 @@ def _choice(policy: GuardrailPolicy, choice: Any, checked: CheckedAnswer) -> Any
     if not isinstance(choice, dict):
         return choice
     message = choice.get("message")
-    if isinstance(message, dict) and isinstance(message.get("content"), str):
-        text, severed = _text(policy, message["content"], checked)
-        choice = {**choice, "message": {**message, "content": text}}
+    severed = False
+    if isinstance(message, dict):
+        if isinstance(message.get("content"), str):
+            text, severed = _text(policy, message["content"], checked)
+            message = {**message, "content": text}
+        if policy.tool_arguments and isinstance(message.get("tool_calls"), list):
+            calls, cut = _tool_calls(policy, message["tool_calls"], checked)
+            message = {key: value for key, value in message.items() if key != "tool_calls" or not cut}
+            if not cut:
+                message["tool_calls"] = calls
+            severed = severed or cut
+        choice = {**choice, "message": message}
     elif isinstance(choice.get("text"), str):
         text, severed = _text(policy, choice["text"], checked)
         choice = {**choice, "text": text}
@@ -64,6 +77,32 @@ def _choice(policy: GuardrailPolicy, choice: Any, checked: CheckedAnswer) -> Any
     if severed:
         choice["finish_reason"] = "content_filter"
     return choice
+
+
+def _tool_calls(policy: GuardrailPolicy, calls: list[Any], checked: CheckedAnswer) -> tuple[list[Any], bool]:
+    """The tool calls with their arguments' strings checked, and whether a truncation hit one."""
+    out = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(arguments := function.get("arguments"), str):
+            out.append(call)
+            continue
+        try:
+            parsed = json.loads(arguments)
+        except (ValueError, RecursionError):  # not JSON: checked as the text it is
+            parsed = None
+        before = dict(checked.counts)
+        if parsed is None:
+            text, cut = _text(policy, arguments, checked)
+        else:
+            value = _strings(policy, parsed, checked)
+            cut = checked.counts["truncate"] > before["truncate"]
+            changed = checked.counts["redact"] > before["redact"]  # re-encoded only then: same bytes else
+            text = json.dumps(value, ensure_ascii=False) if changed else arguments
+        if cut:
+            return [], True
+        out.append({**call, "function": {**function, "arguments": text}})
+    return out, False
 
 
 def _strings(policy: GuardrailPolicy, value: Any, checked: CheckedAnswer) -> Any:

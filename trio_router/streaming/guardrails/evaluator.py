@@ -54,6 +54,7 @@ class GuardrailPolicy:
     rules: tuple[Rule, ...]
     limits: Limits
     holds: tuple[Hold, ...] = ()
+    tool_arguments: bool = False  # a buffered answer's tool-call arguments are checked too (answers.py)
 
     def __post_init__(self) -> None:
         if not self.holds:

@@ -64,6 +64,9 @@ class GuardrailConfig(BaseModel):
         default=0.25, ge=0, description="seconds before a stream's deadline when all goes out"
     )
     governance: list[KeywordRuleConfig] = Field(default_factory=list)
+    tool_arguments: bool = Field(
+        default=False, description="check the string values of a non-streamed answer's tool-call arguments too"
+    )
     blocked: list[PatternRuleConfig] = Field(default_factory=lambda: list(DEFAULT_BLOCKED))
     pii: dict[str, Action | Literal["off"]] = Field(default_factory=lambda: dict(DEFAULT_PII))
 
@@ -103,7 +106,7 @@ def compile_policy(config: GuardrailConfig) -> GuardrailPolicy | None:
     if duplicates:
         raise ValueError(f"guardrail rule names must be unique: {duplicates}")
     limits = Limits(config.window_tokens, config.max_hold, config.deadline_margin)
-    return GuardrailPolicy(tuple(rules), limits)
+    return GuardrailPolicy(tuple(rules), limits, tool_arguments=config.tool_arguments)
 
 
 def operation_policy(
