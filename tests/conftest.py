@@ -52,6 +52,24 @@ async def serve(app: App, spans: SpanRecorder | None = None, **settings: Any) ->
         server.shutdown()
 
 
+async def slow_and_quick(running: Running, slow: str, quick: str, started: trio.Event, settle: float = 0.0) -> Any:
+    """The replies to GET ``slow`` and to GET ``quick``, each on its own connection, the second
+    sent once ``started`` is set (and ``settle`` seconds more): for a test that one request is
+    served while another's expensive step runs."""
+    slow_client, quick_client = await running.connect(), await running.connect()
+    replies: dict[str, Any] = {}
+
+    async def fetch_slow() -> None:
+        replies["slow"] = await slow_client.request("GET", slow)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fetch_slow)
+        await started.wait()
+        await trio.sleep(settle)
+        replies["quick"] = await quick_client.request("GET", quick)
+    return replies["slow"], replies["quick"]
+
+
 GATEWAY_SPEC = Path(__file__).resolve().parent.parent / "specs" / "gateway.yaml"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import trio
 
-from tests.conftest import serve
+from tests.conftest import serve, slow_and_quick
 from tests.specs import write_spec
 from trio_router import App, Request
 from trio_router.streaming.guardrails import GuardrailConfig, compile_policy
@@ -123,18 +123,9 @@ async def test_a_huge_answer_is_checked_in_slices_while_other_requests_are_serve
 
     module.big, module.small = big, small  # type: ignore[attr-defined]
     async with serve(App.from_spec(spec, module), guardrail_sinks=[f"json:{sink}"]) as running:
-        big_client, small_client = await running.connect(), await running.connect()
-        outcome: dict[str, Any] = {}
-
-        async def fetch_big() -> None:
-            outcome["big"] = await big_client.request("GET", "/big")
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fetch_big)
-            await started.wait()
-            outcome["small"] = await small_client.request("GET", "/small")
-    assert json.loads(outcome["small"].body) == {"verdicts_so_far": 0}  # answered while the check ran
-    assert outcome["big"].body.endswith(b'mail [REDACTED:email]"}')
+        huge, quick = await slow_and_quick(running, "/big", "/small", started)
+    assert json.loads(quick.body) == {"verdicts_so_far": 0}  # answered while the check ran
+    assert huge.body.endswith(b'mail [REDACTED:email]"}')
     assert [json.loads(line)["kind"] for line in sink.read_text().splitlines()] == ["email"]
 
 

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 import trio_router
-from tests.conftest import serve
+from tests.conftest import serve, slow_and_quick
 from tests.specs import SSE_RESPONSE, write_spec
 from trio_router import App, Event, EventStream, Request
 
@@ -177,18 +177,9 @@ async def test_a_huge_event_is_checked_off_the_event_loop(tmp_path: Path) -> Non
         return {"verdicts_so_far": len(sink.read_text()) if sink.exists() else 0}
 
     async with serve(app, guardrail_sinks=[f"json:{sink}"]) as running:
-        big_client, small_client = await running.connect(), await running.connect()
-        outcome: dict[str, Any] = {}
-
-        async def fetch_huge() -> None:
-            outcome["huge"] = await big_client.request("GET", "/huge")
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(fetch_huge)
-            await started.wait()
-            await trio.sleep(0.05)  # the check (half a second or more) is under way by now
-            outcome["small"] = await small_client.request("GET", "/small")
-    assert json.loads(outcome["small"].body) == {"verdicts_so_far": 0}
-    body = outcome["huge"].body
+        # 50 ms after the event was yielded its check (half a second or more) is under way.
+        huge, quick = await slow_and_quick(running, "/huge", "/small", started, settle=0.05)
+    assert json.loads(quick.body) == {"verdicts_so_far": 0}
+    body = huge.body
     assert body.endswith(b"data: [REDACTED:email]\n\n") and b"ann@example.com" not in body  # held, then out
     assert [json.loads(line)["kind"] for line in sink.read_text().splitlines()] == ["email"]
