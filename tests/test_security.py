@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import trio
+import trio.lowlevel
 import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -214,3 +216,32 @@ def test_trio_router_run_wires_cors_from_the_settings() -> None:
     assert load_app(Settings()).cors is None
     app = load_app(Settings(cors_allow_origins=["*"]))
     assert app.cors is not None and app.cors.allows("https://anywhere.example")
+
+
+async def test_pbkdf2_runs_off_the_event_loop_and_an_unknown_user_costs_as_much() -> None:
+    """Checking a 200,000-iteration hash (tens of ms) in a worker thread lets other tasks run
+    meanwhile (hashed on the event loop, a wrong password froze every request); the dummy an
+    unknown user is checked against has the users' own cost (it had 1,000 iterations)."""
+    from trio_router.http.request import Request as RawRequest
+    from trio_router.security.verifiers import BasicVerifier, InvalidCredentials
+
+    verifier = BasicVerifier("Basic", {"ann": hash_password("right", iterations=200_000)})
+    assert verifier.dummy.split("$")[1] == "200000"
+    for user in ("ann", "nobody"):
+        credentials = base64.b64encode(f"{user}:wrong".encode())
+        request = RawRequest(None, "GET", b"/", [(b"authorization", b"Basic " + credentials)], b"1.1")  # type: ignore[arg-type]
+        ticks = [0]
+
+        async def tick(ticks: list[int] = ticks) -> None:
+            while True:
+                await trio.lowlevel.checkpoint()
+                ticks[0] += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tick)
+            await trio.lowlevel.checkpoint()  # the ticker is running
+            before = ticks[0]
+            with pytest.raises(InvalidCredentials):
+                await verifier.verify(request)
+            nursery.cancel_scope.cancel()
+        assert ticks[0] - before > 10, user  # other tasks ran while the hash was computed
