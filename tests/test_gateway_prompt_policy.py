@@ -115,3 +115,20 @@ def test_through_trio_router_run_answers_are_redacted_alike_and_prompts_screened
             client.chat.completions.create(model="m", messages=[{"role": "user", "content": "my SSN is 123-45-6789"}])
     assert plain == streamed == "Mail [REDACTED:email], SSN [REDACTED:ssn]."
     assert refused.value.code == "content_policy_violation"
+
+
+async def test_the_completions_prompt_is_screened_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, independent: str
+) -> None:
+    """The legacy endpoint is no way around the policy."""
+    policy = {"prompt_policy": {"pii": {"ssn": "block"}}}
+    async with gateway_over(tmp_path, monkeypatch, backends(independent, "echo"), **policy) as running:
+        client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+
+        def complete(prompt: Any) -> None:
+            client.completions.create(model="m", prompt=prompt)
+
+        for prompt in ("my SSN is 123-45-6789", ["fine", "my SSN is 123-45-6789"]):
+            with pytest.raises(openai.BadRequestError) as refused:
+                await trio.to_thread.run_sync(complete, prompt)
+            assert refused.value.code == "content_policy_violation"

@@ -1,5 +1,6 @@
-"""The prompt policy: PII in a request's messages found before anything is forwarded, with the
-framework's evaluator (the same rules as the answers' guardrails), per tenant or key.
+"""The prompt policy: PII in a request's messages (and a completion's ``prompt``, an
+embedding's ``input``) found before anything is forwarded, with the framework's evaluator (the
+same rules as the answers' guardrails), per tenant or key.
 
 ``flag`` leaves the text as it is (the verdict is exported and counted), ``redact`` replaces the
 value before the backend sees it, ``block`` refuses the request with 400
@@ -13,7 +14,7 @@ from typing import Any
 
 from trio_router import HTTPError, Request, export_verdicts
 from trio_router.streaming.guardrails import GuardrailConfig, GuardrailPolicy, compile_policy
-from trio_router.streaming.guardrails.evaluator import check_whole
+from trio_router.streaming.guardrails.evaluator import Verdict, check_whole
 from trio_router.streaming.guardrails.rules import PII_KINDS
 
 from .config import KeyRecord, PromptPolicy, TenantLimits
@@ -43,34 +44,46 @@ class PromptScreen:
         ``body["messages"]`` (a copy of each message changed). Raises the 400 when a ``block``
         kind is found."""
         counts.update(prompt_flag=0, prompt_redact=0, prompt_block=0)
+        verdicts: list[Verdict] = []
+
+        def checked(text: str) -> str:
+            step = check_whole(policy, text)
+            verdicts.extend(step.verdicts)
+            if step.severed is not None:
+                counts["prompt_block"] += 1
+                export_verdicts(request, verdicts)
+                raise HTTPError(
+                    400,
+                    f"the request contains {step.severed.kind.replace('_', ' ')} data, which this key's policy "
+                    "does not let through",
+                    close=False,
+                    code="content_policy_violation",
+                )
+            return step.text
+
         messages = body.get("messages")
-        if not isinstance(messages, list):
-            return
-        screened, verdicts = [], []
-        for message in messages:
+        screened = []
+        for message in messages if isinstance(messages, list) else ():
             texts = _texts(message)
             changed = dict(message) if texts else message
             for holder, slot, text in texts:
-                step = check_whole(policy, text)
-                verdicts += step.verdicts
-                if step.severed is not None:
-                    counts["prompt_block"] += 1
-                    export_verdicts(request, verdicts)
-                    raise HTTPError(
-                        400,
-                        f"the request contains {step.severed.kind.replace('_', ' ')} data, which this key's policy "
-                        "does not let through",
-                        close=False,
-                        code="content_policy_violation",
-                    )
-                if step.text != text:
-                    _put(changed, holder, slot, step.text)
+                if (new := checked(text)) != text:
+                    _put(changed, holder, slot, new)
             screened.append(changed)
+        # The completions prompt and the embeddings input: a string or a list of strings.
+        others: dict[str, Any] = {field: body[field] for field in ("prompt", "input") if field in body}
+        for field, value in others.items():
+            if isinstance(value, str):
+                others[field] = checked(value)
+            elif isinstance(value, list):
+                others[field] = [checked(item) if isinstance(item, str) else item for item in value]
         for verdict in verdicts:
             counts[f"prompt_{verdict.action}"] += 1
         export_verdicts(request, verdicts)
         if counts["prompt_redact"]:
-            body["messages"] = screened
+            if isinstance(messages, list):
+                body["messages"] = screened
+            body.update(others)
 
 
 def compile_prompt_policy(config: PromptPolicy) -> GuardrailPolicy | None:
