@@ -271,3 +271,21 @@ async def test_pet_events_pass_through_the_guardrails(client: httpx.AsyncClient)
         in metrics
     )
     assert 'trio_router_stream_severs_total{operation="stream_pet_events",reason="guardrail"} 1.0' in metrics
+
+
+async def test_a_form_with_more_fields_than_max_form_fields_is_refused_before_parsing(
+    client: httpx.AsyncClient,
+) -> None:
+    """1,000 fields (the default limit) are parsed and validated; one more is a 413, urlencoded
+    or multipart, and the server keeps serving."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    at_limit = await client.post("/owners", content=b"&".join([b"name=Ann"] + [b"x=1"] * 999), headers=form)
+    assert at_limit.status_code == 201  # parsed and accepted (the unknown field x is ignored)
+    over = await client.post("/owners", content=b"&".join([b"name=Ann"] + [b"x=1"] * 1000), headers=form)
+    assert over.status_code == 413 and over.json()["detail"] == "the form has 1001 fields; at most 1000 are accepted"
+    part = b'--b\r\ncontent-disposition: form-data; name="x"\r\n\r\n1\r\n'
+    multipart = await client.post(
+        "/owners", content=part * 1001 + b"--b--\r\n", headers={"content-type": "multipart/form-data; boundary=b"}
+    )
+    assert multipart.status_code == 413
+    assert (await client.get("/pets")).status_code == 200

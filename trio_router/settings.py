@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     max_header_bytes: Bytes = Field(16_384, description="Largest request head (request line + headers) -> 431.")
     max_target_bytes: Bytes = Field(8_192, description="Longest request target (path + query) -> 414.")
     max_body_bytes: Bytes = Field(1_048_576, description="Largest request body -> 413.")
+    max_form_fields: int = Field(
+        1_000,
+        ge=1,
+        description="Most fields of a form body (urlencoded or multipart), as Starlette and Werkzeug -> 413.",
+    )
     receive_bytes: Bytes = Field(
         65_536, le=131_072, description="Bytes asked of recv() at once (above 128 KiB glibc mmaps each buffer)."
     )

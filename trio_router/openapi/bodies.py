@@ -156,6 +156,20 @@ def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
     return fields
 
 
+def form_fields(content_type: str | None, body: bytes) -> int:
+    """How many fields a form body holds, counted before it is parsed (0 for other media types):
+    parsing 260,000 fields of a 1 MB form cost the event loop half a second."""
+    if content_type is None:
+        return 0
+    name, params = header_params(content_type)
+    if name == "application/x-www-form-urlencoded":
+        return body.count(b"&") + 1
+    boundary = params.get("boundary")
+    if name.startswith("multipart/") and boundary:
+        return max(0, body.count(b"--" + boundary.encode("latin-1")) - 1)
+    return 0
+
+
 def decoder_for(
     media_type: str, schema: Any, encoding: dict[str, Any] | None = None
 ) -> Callable[[bytes, dict[str, str]], tuple[Any, Any]]:

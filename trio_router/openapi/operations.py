@@ -22,7 +22,7 @@ from ..security.verifiers import Verifier
 from ..streaming.guardrails.evaluator import GuardrailPolicy
 from ..streaming.guardrails.policy import GuardrailConfig, operation_policy
 from .binding import BindingError, Invoke, find_handler, plan_call
-from .bodies import BodyDecoder, BodyError, MediaType, decoder_for
+from .bodies import BodyDecoder, BodyError, MediaType, decoder_for, form_fields
 from .document import SpecDocument, SpecError, SpecProblem, child
 from .parameters import ABSENT, ParameterDecoder, ParameterError, compile_parameter, parse_query
 from .responses import DeclaredResponse, ResponseChecker
@@ -96,8 +96,12 @@ class Operation:
             if self.body.required:
                 raise ValidationFailed([{"in": "body", "detail": "a request body is required"}])
             return
+        content_type = request.header("content-type")
+        limit = request.settings.max_form_fields
+        if (fields := form_fields(content_type, raw)) > limit:
+            raise HTTPError(413, f"the form has {fields} fields; at most {limit} are accepted", close=False)
         try:
-            media, params = self.body.choose(request.header("content-type"))
+            media, params = self.body.choose(content_type)
             value, shadow = media.decode(raw, params)
         except BodyError as exc:
             if exc.status == 415:
