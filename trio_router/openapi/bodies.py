@@ -165,8 +165,9 @@ def form_fields(content_type: str | None, body: bytes) -> int:
     if name == "application/x-www-form-urlencoded":
         return body.count(b"&") + 1
     boundary = params.get("boundary")
-    if name.startswith("multipart/") and boundary:
-        return max(0, body.count(b"--" + boundary.encode("latin-1")) - 1)
+    if name.startswith("multipart/") and boundary:  # delimiters begin a line; the last one closes
+        delimiter = b"--" + boundary.encode("latin-1")
+        return max(0, body.count(b"\n" + delimiter) + body.startswith(delimiter) - 1)
     return 0
 
 
