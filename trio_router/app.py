@@ -271,9 +271,10 @@ class App:
             return coerce_response(result)
         response, value = spec.responses.coerce(result)
         if answers_guarded(spec.guardrails):
+            encoded = response.body
             response = await guard_answer_async(request, response, None if value is NOT_JSON else value)
-            if response.guardrails is not None and (response.guardrails["redact"] or response.guardrails["truncate"]):
-                value = NOT_JSON  # the body was re-encoded: validate what is sent
+            if response.body is not encoded:
+                value = NOT_JSON  # the guardrails re-encoded it: validate what is sent
         return self._checked(spec, response, value, request)
 
     def _event_stream(self, spec: Operation | None, result: object, request: Request) -> Response:

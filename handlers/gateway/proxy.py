@@ -68,21 +68,11 @@ class AttemptLog(Protocol):
         """A cut stream goes on from ``backend``, the request's ``number``-th attempt."""
 
 
-class _Unlogged:
-    def attempt_ended(self, backend: str, status: int, outcome: str, number: int, relayed: bool = False) -> None:
-        pass
-
-    def stream_moved(self, backend: str, number: int) -> None:
-        pass
-
-
-def forward(
-    registry: Registry, request: Request, path: str, body: dict[str, Any], log: AttemptLog | None = None
-) -> Answer:
+def forward(registry: Registry, request: Request, path: str, body: dict[str, Any], log: AttemptLog) -> Answer:
     model = body["model"]
     if not registry.knows(model) and not registry.config.fallbacks.get(model):
         raise HTTPError(404, f"the model {model!r} does not exist", close=False, code="model_not_found")
-    exchange = _Exchange(registry, path, body, log or _Unlogged())
+    exchange = _Exchange(registry, path, body, log)
     if path in _TWO_PHASE_PATHS and registry.disaggregated(model):
         handle = exchange.prefill(registry.plan(model, trio.current_time(), role="prefill"))
         if handle is not None:
@@ -151,11 +141,11 @@ class _Exchange:
         reason = unsafe(self.body)
         if reason is not None:
             raise StreamError(f"{cut.detail}; not continued: {reason}", code=cut.code)
+        cut_backend, cut_number = self._streaming
         for backend, model in plan:
             settings = self.config.stream_resume.get(model)
             if settings is None:  # a fallback model not configured to continue
                 continue
-            cut_backend, cut_number = self._streaming
             answer = self._attempt(backend, model, continuation(self.body, model, sent, settings))
             if isinstance(answer, EventStream):
                 self.log.attempt_ended(cut_backend, 200, cut.code, cut_number, relayed=True)

@@ -3,9 +3,9 @@ where shared state lives, and where usage records go (docs/gateway.md, "Tenants"
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from trio_router.streaming.guardrails.rules import PII_KINDS
 
@@ -19,6 +19,7 @@ class PromptPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     pii: dict[str, Literal["flag", "redact", "block", "off"]] = Field(default_factory=dict)
+    _compiled: Any = PrivateAttr(default=None)  # prompt.py's compiled policy, once
 
     @field_validator("pii")
     @classmethod

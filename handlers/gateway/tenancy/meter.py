@@ -57,9 +57,11 @@ class Meter:
         self.idempotency = Idempotency(state, config.idempotency_ttl, config.idempotency_max_answer_bytes)
         self.ratios = OutputRatios(config.output_ratio_alpha)
         self.prompts = PromptScreen(config.prompt_policy)
-        for holder in [*config.tenants, *(key for tenant in config.tenants for key in tenant.keys)]:
-            if holder.prompt_policy is not None:  # a policy that cannot compile stops startup
-                self.prompts.compile(holder.prompt_policy)
+        configured = [config.prompt_policy, *(tenant.prompt_policy for tenant in config.tenants)]
+        configured += [key.prompt_policy for tenant in config.tenants for key in tenant.keys]
+        for policy in configured:
+            if policy is not None:  # compiled at start-up, not by a first request
+                self.prompts.compile(policy)
         self.outage_log = _OncePerSecond()
         app.counter("gateway_degraded", "Gateway requests served with a tenancy step skipped, by step.", ("step",))
         app.counter("gateway_refusals", "Gateway requests refused by a limit, by scope and limit.", ("scope", "limit"))

@@ -34,10 +34,15 @@ class PromptScreen:
         return self.compile(chosen)
 
     def compile(self, config: PromptPolicy) -> GuardrailPolicy | None:
-        name = config.model_dump_json()
-        if name not in self._compiled:
-            self._compiled[name] = compile_prompt_policy(config)
-        return self._compiled[name]
+        """Once per policy object (a tenant read again from the state is a new one: compiled
+        again only if its policy is one not seen before)."""
+        if config._compiled is None:
+            name = config.model_dump_json()
+            if name not in self._compiled:
+                self._compiled[name] = compile_prompt_policy(config)
+            config._compiled = self._compiled[name]
+        policy: GuardrailPolicy | None = config._compiled
+        return policy
 
     def screen(self, request: Request, policy: GuardrailPolicy, body: dict[str, Any], counts: dict[str, int]) -> None:
         """Verdicts counted by action into ``counts``; redacted text written back into

@@ -99,7 +99,16 @@ return record
 # '1' to store only if absent (then the present value is returned). Expired entries leave the
 # index first; then the soonest to expire go until the tenant is within its quota, so a tenant
 # can fill only its own share of Redis (every entry has the tenant's hash tag: one slot).
-_IDEMPOTENCY_PUT = """
+_INDEX_DROP = """
+local function drop(entry)  -- from the index (not the entry itself)
+  local size = redis.call('HGET', KEYS[3], entry)
+  if not size then return end
+  redis.call('HDEL', KEYS[3], entry)
+  redis.call('ZREM', KEYS[2], entry)
+  redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
+end
+"""
+_IDEMPOTENCY_PUT = _INDEX_DROP + """
 local name, value = KEYS[1], ARGV[1]
 if ARGV[5] == '1' then
   local found = redis.call('GET', name)
@@ -108,13 +117,6 @@ end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local ttl, max_entries, max_bytes = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local function drop(entry)  -- from the index (not the entry itself)
-  local size = redis.call('HGET', KEYS[3], entry)
-  if not size then return end
-  redis.call('HDEL', KEYS[3], entry)
-  redis.call('ZREM', KEYS[2], entry)
-  redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
-end
 for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do drop(entry) end
 drop(name)
 redis.call('SET', name, value, 'PX', ttl)
@@ -134,14 +136,9 @@ return false
 """
 
 # KEYS as for _IDEMPOTENCY_PUT.
-_IDEMPOTENCY_FORGET = """
+_IDEMPOTENCY_FORGET = _INDEX_DROP + """
 redis.call('DEL', KEYS[1])
-local size = redis.call('HGET', KEYS[3], KEYS[1])
-if size then
-  redis.call('HDEL', KEYS[3], KEYS[1])
-  redis.call('ZREM', KEYS[2], KEYS[1])
-  redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
-end
+drop(KEYS[1])
 return 1
 """
 

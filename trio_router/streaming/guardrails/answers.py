@@ -44,8 +44,7 @@ class CheckedAnswer:
 
 
 def check_answer(policy: GuardrailPolicy, value: Any, pause: Callable[[], None] | None = None) -> CheckedAnswer:
-    checked = CheckedAnswer(value)
-    checked.pause = pause
+    checked = CheckedAnswer(value, pause=pause)
     if isinstance(value, dict) and isinstance(value.get("choices"), list):
         checked.value = {**value, "choices": [_choice(policy, choice, checked) for choice in value["choices"]]}
     else:
