@@ -81,8 +81,11 @@ def check_whole(
     ``slice_chars`` (the same verdicts as at once, by the chunking invariance) with ``pause()``
     between them, so that the caller can let other work run during a long text."""
     guard = StreamGuard(policy, _WHOLE)
+    if len(text) <= slice_chars:  # the common case: one pass over a text that is all there is
+        return guard.finish(text)
     step = Step()
-    for start in range(0, len(text), slice_chars):
+    last = (len(text) - 1) // slice_chars * slice_chars
+    for start in range(0, last, slice_chars):
         if start and pause is not None:
             pause()
         part = guard.feed(text[start : start + slice_chars], 0.0)
@@ -91,7 +94,9 @@ def check_whole(
         if part.severed is not None:
             step.severed = part.severed
             return step
-    rest = guard.finish()
+    if pause is not None:
+        pause()
+    rest = guard.finish(text[last:])
     step.text += rest.text
     step.verdicts += rest.verdicts
     step.severed = rest.severed
@@ -154,10 +159,12 @@ class StreamGuard:
             self.forced_flushes += 1
         return self.finish()
 
-    def finish(self) -> Step:
-        """The stream ended: every match is complete, nothing is held."""
+    def finish(self, last: str = "") -> Step:
+        """The stream ended (``last``: its final text, decided with the rest in one pass): every
+        match is complete, nothing is held."""
         if self.severed is not None:
             return Step(severed=self.severed)
+        self._text += last
         self._held_since, self._held_chunks = None, 0
         return self._decide(final=True)
 
