@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     websocket_max_message_bytes: Bytes = Field(
         1 << 20, description="A larger incoming WebSocket message closes the session with 1009."
     )
+    websocket_max_fragments: int = Field(
+        1024,
+        ge=1,
+        description="Frames one incoming WebSocket message may arrive in; a message in more closes the session"
+        " with 1009 (empty fragments count here, not toward the byte limit).",
+    )
     websocket_queue_size: int = Field(
         8, ge=0, description="Received WebSocket messages buffered before the server stops reading the socket."
     )

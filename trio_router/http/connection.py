@@ -359,7 +359,8 @@ class HTTPConnection:
         self._set_deadline(self.request_deadline)
         settings = self.settings
         stream = self._upgraded = UpgradedStream(
-            replayed_head(event, self.h11.trailing_data[0]),
+            replayed_head(event),
+            self.h11.trailing_data[0],
             self.transport,
             settings.send_timeout,
             settings.receive_bytes,

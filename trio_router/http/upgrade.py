@@ -18,19 +18,24 @@ from .transport import PeerGone, SendTimeout, Transport
 Upgrade = Callable[["UpgradedStream"], Awaitable[None]]
 
 
-def replayed_head(event: h11.Request, trailing: bytes) -> bytes:
+def replayed_head(event: h11.Request) -> bytes:
     """The request head as bytes again (h11 lowercased the names; values are untouched)."""
     lines = [b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)]
     lines += [name + b": " + value for name, value in event.headers]
-    return b"\r\n".join(lines) + b"\r\n\r\n" + trailing
+    return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
 class UpgradedStream(trio.abc.Stream):
     """The socket of an upgraded connection. ``going_away`` is set when the server begins to
-    shut down, so the protocol can say goodbye before the grace period runs out."""
+    shut down, so the protocol can say goodbye before the grace period runs out. The first
+    ``head_size`` bytes received are the replayed request head; the new protocol's own bytes
+    follow."""
 
-    def __init__(self, prefix: bytes, transport: Transport, send_timeout: float, receive_bytes: int) -> None:
-        self._prefix = prefix
+    def __init__(
+        self, head: bytes, trailing: bytes, transport: Transport, send_timeout: float, receive_bytes: int
+    ) -> None:
+        self._prefix = head + trailing
+        self.head_size = len(head)
         self._transport = transport
         self._send_timeout = send_timeout
         self._receive_bytes = receive_bytes
@@ -44,7 +49,10 @@ class UpgradedStream(trio.abc.Stream):
             data, self._prefix = self._prefix, b""
             await trio.lowlevel.checkpoint()
             return data
-        return await self._transport.recv(max_bytes or self._receive_bytes)
+        # Always a checkpoint: a protocol library may not yield between the frames it parses
+        # (trio-websocket does not inside an unfinished message), so a client that keeps data
+        # coming would otherwise hold the event loop for as long as it keeps sending.
+        return await self._transport.recv_next(max_bytes or self._receive_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:

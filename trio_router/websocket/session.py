@@ -6,6 +6,7 @@ heartbeat, and a close code for every way a session ends.
 | the handler returns | 1000 (unless it closed with its own code) |
 | the client closes | the client's code; the handler's ``receive`` raises ``WebSocketClosed`` |
 | a message over ``websocket_max_message_bytes`` | 1009 (trio-websocket) |
+| a message in more than ``websocket_max_fragments`` frames | 1009 (``fragments.FragmentLimit``) |
 | the handler raises | 1011, the error logged with the request id |
 | the session deadline (``x-stream-timeout`` or ``websocket_timeout``) | 1001, handler cancelled |
 | server shutdown | 1001 at once; the handler is cancelled if still running at the grace deadline |
@@ -26,6 +27,7 @@ from ..http.upgrade import UpgradedStream
 from ..runtime.bridge import await_
 from ..runtime.current import current_request
 from ..settings import Settings
+from .fragments import FragmentLimitedStream
 
 log = logging.getLogger("trio_router.websocket")
 
@@ -123,7 +125,7 @@ async def run_session(stream: UpgradedStream, request: Request, invoke: Callable
             with trio.move_on_after(settings.header_timeout):
                 proposal = await wrap_server_stream(
                     nursery,
-                    stream,
+                    FragmentLimitedStream(stream, settings.websocket_max_fragments),
                     message_queue_size=settings.websocket_queue_size,
                     max_message_size=settings.websocket_max_message_bytes,
                 )

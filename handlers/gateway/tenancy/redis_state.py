@@ -108,7 +108,9 @@ local function drop(entry)  -- from the index (not the entry itself)
   redis.call('HINCRBY', KEYS[3], '#', 0 - tonumber(size))
 end
 """
-_IDEMPOTENCY_PUT = _INDEX_DROP + """
+_IDEMPOTENCY_PUT = (
+    _INDEX_DROP
+    + """
 local name, value = KEYS[1], ARGV[1]
 if ARGV[5] == '1' then
   local found = redis.call('GET', name)
@@ -134,13 +136,17 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 return false
 """
+)
 
 # KEYS as for _IDEMPOTENCY_PUT.
-_IDEMPOTENCY_FORGET = _INDEX_DROP + """
+_IDEMPOTENCY_FORGET = (
+    _INDEX_DROP
+    + """
 redis.call('DEL', KEYS[1])
 drop(KEYS[1])
 return 1
 """
+)
 
 
 def _tag(tenant: str) -> str:
