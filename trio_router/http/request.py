@@ -214,6 +214,12 @@ class Request:
         """Push the request's deadline back (a stream that severs itself needs time to say so)."""
         self._connection.request_deadline += seconds
 
+    def about_to_wait(self) -> None:
+        """Before the request waits on I/O outside its handler (a JWKS fetch, a password hash in
+        a worker thread): from here the request's own deadline bounds the wait, not the header
+        timeout still armed from reading the head, and a client that hangs up cancels it."""
+        self._connection.handler_suspended()
+
     def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
         """Start a server helper task (a stream's producer): it outlives the handler, not the server."""
         self._connection.context.spawn_helper(function)

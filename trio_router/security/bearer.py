@@ -1,14 +1,25 @@
 """Bearer JWTs (``type: http, scheme: bearer``, and ``oauth2``/``openIdConnect`` access tokens),
 verified with PyJWT against a shared secret (HS*), a public key (RS*/ES*/PS*/EdDSA) or a JWKS URL.
 
-JWKS documents are fetched with the server's shared async httpx client (never a blocking call
-on the event loop), cached for ``jwks_ttl`` seconds, and refetched early when a token names a
-key id the cache does not hold, at most once per ``jwks_min_refetch`` seconds so that tokens with
-made-up key ids cannot turn the server into a JWKS flood.
+A JWKS is fetched with the server's shared async httpx client (never a blocking call on the event
+loop) in a helper task, one fetch at a time however many requests need it. Requests never queue
+behind an identity provider that is slow or down while there are keys to verify with:
+
+- keys older than ``jwks_ttl`` are still used; the first request to see them stale starts a
+  refresh behind it;
+- a token naming a key id we do not hold (perhaps just rotated in) waits for a fetch, at most one
+  per ``jwks_min_refetch`` seconds, so tokens with made-up key ids cannot flood the provider;
+- only with no keys at all (start-up) must every request wait for the fetch.
+
+A failed fetch keeps the old keys and backs off (doubling from ``jwks_min_refetch``, at least 1 s,
+up to ``jwks_ttl``). A request that waits is bounded by its own deadline and cancelled when its
+client hangs up; the fetch itself by ``JWKS_FETCH_TIMEOUT``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 import jwt
@@ -18,6 +29,10 @@ from ..http.request import Request
 from ..runtime.http_client import shared_async_client
 from .verifiers import InvalidCredentials, Principal, bearer_token
 
+log = logging.getLogger("trio_router.security")
+
+JWKS_FETCH_TIMEOUT = 5.0
+
 
 class JWKSCache:
     def __init__(self, url: str, ttl: float, min_refetch: float) -> None:
@@ -25,15 +40,21 @@ class JWKSCache:
         self.ttl = ttl
         self.min_refetch = min_refetch
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = -float("inf")
-        self._lock = trio.Lock()
+        self._stale_at = -math.inf  # after this, the next request starts a refresh
+        self._next_fetch = -math.inf  # no fetch before this (the rate limit, or the backoff)
+        self._failures = 0
+        self._fetch_done: trio.Event | None = None  # set when the fetch in flight ends
 
-    async def key(self, kid: str | None) -> jwt.PyJWK:
+    async def key(self, kid: str | None, request: Request) -> jwt.PyJWK:
         now = trio.current_time()
-        stale = now - self._fetched_at > self.ttl
-        unknown = kid not in self._keys if kid is not None else not self._keys
-        if stale or (unknown and now - self._fetched_at > self.min_refetch):
-            await self._refresh()
+        known = bool(self._keys) and (kid is None or kid in self._keys)
+        if known:
+            if now >= self._stale_at and now >= self._next_fetch:
+                self._start_fetch(request)  # serve these keys now, newer ones for later requests
+        elif self._fetch_done is not None or now >= self._next_fetch:
+            await self._fetched(request)
+        if not self._keys:
+            raise InvalidCredentials("the signing keys cannot be fetched right now")
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         found = self._keys.get(kid or "")
@@ -41,18 +62,39 @@ class JWKSCache:
             raise InvalidCredentials("the token is signed with an unknown key")
         return found
 
-    async def _refresh(self) -> None:
-        async with self._lock:
-            try:
-                reply = await shared_async_client().get(self.url, timeout=5)
-                reply.raise_for_status()
-                key_set = jwt.PyJWKSet.from_dict(reply.json())
-            except Exception as exc:  # an unreachable JWKS fails closed: the token cannot be verified
-                if not self._keys:
-                    raise InvalidCredentials("the signing keys cannot be fetched right now") from exc
-                return  # keep serving with the keys we had
+    async def _fetched(self, request: Request) -> None:
+        """Wait for a fetch (the one in flight, or a new one) under the request's own deadline."""
+        done = self._start_fetch(request)
+        request.about_to_wait()
+        await done.wait()
+
+    def _start_fetch(self, request: Request) -> trio.Event:
+        if self._fetch_done is None:
+            self._fetch_done = trio.Event()
+            request.spawn(self._fetch)  # in a helper task: a waiter's cancellation must not cancel it
+        return self._fetch_done
+
+    async def _fetch(self) -> None:
+        try:
+            with trio.fail_after(JWKS_FETCH_TIMEOUT):
+                reply = await shared_async_client().get(self.url)
+            reply.raise_for_status()
+            key_set = jwt.PyJWKSet.from_dict(reply.json())
+        except Exception as exc:  # a failure keeps the keys we had; with none, tokens fail closed
+            self._failures += 1
+            backoff = min(max(self.ttl, 1.0), max(self.min_refetch, 1.0) * 2.0 ** min(self._failures - 1, 20))
+            self._next_fetch = trio.current_time() + backoff
+            log.warning("fetching the JWKS at %s failed (%r); next attempt in %.0f s", self.url, exc, backoff)
+        else:
+            now = trio.current_time()
             self._keys = {key.key_id or "": key for key in key_set.keys}
-            self._fetched_at = trio.current_time()
+            self._failures = 0
+            self._stale_at = now + self.ttl
+            self._next_fetch = now + self.min_refetch
+        finally:
+            assert self._fetch_done is not None
+            self._fetch_done.set()
+            self._fetch_done = None
 
 
 class BearerJWTVerifier:
@@ -95,7 +137,7 @@ class BearerJWTVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
             raise InvalidCredentials("the bearer token is not a JWT") from None
-        key = self._static_key if self._jwks is None else await self._jwks.key(header.get("kid"))
+        key = self._static_key if self._jwks is None else await self._jwks.key(header.get("kid"), request)
         try:
             claims = jwt.decode(
                 token,

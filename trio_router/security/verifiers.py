@@ -131,6 +131,7 @@ class BasicVerifier:
         stored = self._users.get(user)
         against = stored if stored is not None else self.dummy  # an unknown user costs what a known one does
         if against.startswith("pbkdf2_sha256$"):
+            request.about_to_wait()
             matches = await trio.to_thread.run_sync(_password_matches, password, against, limiter=_hashing_threads())
         else:
             matches = _password_matches(password, against)
