@@ -21,16 +21,28 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
 from .document import SpecDocument, SpecError, SpecProblem, pointer_of
+from .patterns import (
+    LINEAR,
+    LITERAL_KEYWORDS,
+    engine_schema,
+    pattern_problems,
+    with_linear_patterns,
+    with_linear_regex_format,
+)
 
 Direction = Literal["request", "response"]
 
+_LINEAR_31 = with_linear_patterns(oas.OAS31Validator)
 _VALIDATORS: dict[tuple[str, Direction], Any] = {
-    ("3.0", "request"): oas.OAS30WriteValidator,
-    ("3.0", "response"): oas.OAS30ReadValidator,
-    ("3.1", "request"): oas.OAS31Validator,
-    ("3.1", "response"): oas.OAS31Validator,
+    ("3.0", "request"): with_linear_patterns(oas.OAS30WriteValidator),
+    ("3.0", "response"): with_linear_patterns(oas.OAS30ReadValidator),
+    ("3.1", "request"): _LINEAR_31,
+    ("3.1", "response"): _LINEAR_31,
 }
-_FORMATS = {"3.0": oas.oas30_format_checker, "3.1": oas.oas31_format_checker}
+_FORMATS = {
+    "3.0": with_linear_regex_format(oas.oas30_format_checker),
+    "3.1": with_linear_regex_format(oas.oas31_format_checker),
+}
 
 
 class SchemaValidator:
@@ -53,12 +65,9 @@ class SchemaValidator:
 def _fast_engine_applies(schema: Any, version: str) -> bool:
     """jsonschema-rs implements Draft 2020-12 (OpenAPI 3.1 schemas); it is not used for 3.0's
     dialect (``nullable``, draft-4 rules), for ``format`` (the engines know different formats),
-    for regular expressions (jsonschema uses Python's ``re``, where ``$`` also matches before a
-    final newline; jsonschema-rs uses ECMA 262 semantics: the differential test found
-    ``"0\n"`` against ``^[a-z0-9]+$``), or for references left in recursive schemas."""
-    return version == "3.1" and not _has_keyword(
-        schema, ("format", "$ref", "$dynamicRef", "pattern"), "patternProperties"
-    )
+    or for references left in recursive schemas. Regular expressions run on the same linear
+    engine in both (patterns.py)."""
+    return version == "3.1" and not _has_keyword(schema, ("format", "$ref"), "$dynamicRef")
 
 
 def _has_keyword(schema: Any, keywords: tuple[str, ...], map_keyword: str) -> bool:
@@ -94,6 +103,9 @@ class SchemaCompiler:
             return cached
         validator_class = _VALIDATORS[self.document.version, direction]
         inlined = self.inline(schema, uri)
+        if _has_keyword(inlined, (), "patternProperties") and _has_keyword(inlined, (), "unevaluatedProperties"):
+            where = urldefrag(uri)[1]
+            raise SpecError([SpecProblem(where, _UNEVALUATED_PATTERNS)])
         try:
             validator_class.check_schema(inlined)
         except SchemaError as exc:
@@ -103,7 +115,7 @@ class SchemaCompiler:
             inlined, registry=self._registry(), format_checker=_FORMATS[self.document.version]
         )
         fast = (
-            jsonschema_rs.Draft202012Validator(inlined)
+            jsonschema_rs.Draft202012Validator(engine_schema(inlined), pattern_options=LINEAR)
             if _fast_engine_applies(inlined, self.document.version)
             else None
         )
@@ -132,6 +144,9 @@ class SchemaCompiler:
             if siblings and self.document.version == "3.1":
                 return {"allOf": [expanded, self.inline(siblings, uri, active)]}
             return expanded
+        problems = [SpecProblem(urldefrag(where)[1], reason) for where, reason in pattern_problems(schema, uri)]
+        if problems:
+            raise SpecError(problems)
         inlined: dict[str, Any] = {}
         if isinstance(schema.get("discriminator"), dict):
             inlined[BRANCHES] = self._discriminator_branches(schema, uri)
@@ -173,10 +188,14 @@ class SchemaCompiler:
         return Registry().with_resources(resources)
 
 
+_UNEVALUATED_PATTERNS = (
+    "patternProperties under unevaluatedProperties is not supported: jsonschema would decide which"
+    " properties they cover with Python's backtracking re"
+)
+
 # Keywords whose values map names (any name, "enum" included) to subschemas.
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
-# Keywords whose values are data, not subschemas: a "$ref" key inside them is not a reference.
-_LITERAL_KEYS = frozenset({"enum", "const", "example", "examples", "default", "discriminator", "xml", "required"})
+_LITERAL_KEYS = LITERAL_KEYWORDS
 
 
 # Where an inlined schema remembers its discriminator's branches (an unknown keyword: ignored by validators).
