@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     max_header_bytes: Bytes = Field(16_384, description="Largest request head (request line + headers) -> 431.")
     max_target_bytes: Bytes = Field(8_192, description="Longest request target (path + query) -> 414.")
     max_body_bytes: Bytes = Field(1_048_576, description="Largest request body -> 413.")
+    max_json_depth: int = Field(
+        256,
+        ge=1,
+        le=900,  # Python's parser recurses; beyond the recursion limit a body could only fail late
+        description="Arrays and objects a JSON body may nest; deeper is refused with 400 before parsing.",
+    )
     max_form_fields: int = Field(
         1_000,
         ge=1,

@@ -7,12 +7,12 @@ to the property types first, as parameters are. File parts reach the handler as
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .coercion import coerce_text, item_schema, property_schema, schema_types
+from . import strict_json
+from .coercion import OutOfRange, coerce_text, item_schema, property_schema, schema_types
 from .multipart import MultipartError, UploadedFile, header_params, parse_multipart
 from .parameters import ParameterError, parse_query, percent_decode
 from .schemas import SchemaValidator
@@ -55,13 +55,10 @@ class BodyDecoder:
         raise BodyError(415, f"Content-Type {name!r} is not accepted here; use {self.accepted}")
 
 
-def _strict_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def decode_json(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
+    """A JSON body (its depth checked already, against the server's ``max_json_depth``)."""
     try:
-        value = json.loads(body.decode("utf-8"), parse_constant=_strict_constant)
+        value = strict_json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise BodyError(400, "the body is not UTF-8") from None
     except ValueError as exc:
@@ -149,10 +146,13 @@ def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for name, text in pairs:
         field_schema = property_schema(schema, name)
-        if "array" in schema_types(field_schema):
-            fields.setdefault(name, []).append(coerce_text(text, item_schema(field_schema)))
-        else:
-            fields[name] = coerce_text(text, field_schema)
+        try:
+            if "array" in schema_types(field_schema):
+                fields.setdefault(name, []).append(coerce_text(text, item_schema(field_schema)))
+            else:
+                fields[name] = coerce_text(text, field_schema)
+        except OutOfRange as exc:
+            raise BodyError(400, f"the form field {name!r} {exc}") from None
     return fields
 
 

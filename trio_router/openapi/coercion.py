@@ -1,17 +1,41 @@
 """Turning the text of a parameter or form field into the type its schema declares.
 
 Coercion never decides validity: text that is not a valid integer stays text, and the schema
-validator then reports it in jsonschema's own words ("'abc' is not of type 'integer'").
+validator then reports it in jsonschema's own words ("'abc' is not of type 'integer'"). The one
+exception is a number too large to convert (``OutOfRange``), refused with the limit it broke.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from typing import Any
 
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
 _NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _PRIMITIVES = ("integer", "number", "boolean", "null", "string")
+
+
+class OutOfRange(ValueError):
+    """A number the server will not convert: an integer longer than Python converts (4,300
+    digits: ``int()`` would raise), or one beyond a double (``float()`` would give ``inf``,
+    which no JSON answer can carry). The message completes "<name> ..."."""
+
+
+def _integer(text: str) -> int:
+    if len(text) - text.startswith("-") > sys.get_int_max_str_digits():
+        raise OutOfRange(f"is an integer of more than {sys.get_int_max_str_digits()} digits (the server's limit)")
+    return int(text)
+
+
+def _number(text: str) -> int | float:
+    if not any(c in text for c in ".eE"):
+        return _integer(text)
+    value = float(text)
+    if math.isinf(value):
+        raise OutOfRange("is a number out of range (beyond a double's, about 1.8e308)")
+    return value
 
 
 def schema_types(schema: Any) -> tuple[str, ...]:
@@ -38,9 +62,9 @@ def coerce_text(text: str, schema: Any) -> Any:
     """``text`` as the first primitive type of ``schema`` it parses as, else unchanged."""
     for kind in schema_types(schema):
         if kind == "integer" and _INTEGER.fullmatch(text):
-            return int(text)
+            return _integer(text)
         if kind == "number" and _NUMBER.fullmatch(text):
-            return float(text) if any(c in text for c in ".eE") else int(text)
+            return _number(text)
         if kind == "boolean" and text in ("true", "false"):
             return text == "true"
         if kind == "null" and text in ("", "null"):

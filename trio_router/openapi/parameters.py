@@ -8,14 +8,14 @@ inside a value, never a separator.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from .coercion import coerce_text, item_schema, plain_type, property_schema, schema_types
+from . import strict_json
+from .coercion import OutOfRange, coerce_text, item_schema, plain_type, property_schema, schema_types
 from .schemas import SchemaValidator
 
 Location = str  # "path", "query", "header", "cookie"
@@ -106,7 +106,10 @@ def compile_parameter(spec: dict[str, Any], schema: Any, validator: SchemaValida
         raw = raw_getter(source)
         if raw is ABSENT:
             return ABSENT
-        return convert(raw, schema)
+        try:
+            return convert(raw, schema)
+        except OutOfRange as exc:
+            raise ParameterError(str(exc)) from None
 
     python_name = name.lower().replace("-", "_") if location == "header" else name
     default = schema.get("default", ABSENT) if isinstance(schema, dict) else ABSENT
@@ -132,9 +135,10 @@ def _object(raw: Any, schema: Any) -> Any:
 
 def _json(raw: Any, schema: Any) -> Any:
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise ParameterError("is not valid JSON") from None
+        strict_json.check_depth(raw.encode(), strict_json.DEFAULT_MAX_DEPTH)
+        return strict_json.loads(raw)
+    except ValueError as exc:
+        raise ParameterError(f"is not valid JSON: {exc}") from None
 
 
 _CONVERTERS: dict[str, Callable[[Any, Any], Any]] = {
