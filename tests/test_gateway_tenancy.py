@@ -345,9 +345,9 @@ async def test_signed_keys_need_a_fresh_valid_signature(
     ):
 
         async def post(sig: str | None, payload: bytes = body) -> httpx.Response:
-            headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+            headers: dict[str, str | bytes] = {"authorization": f"Bearer {key}", "content-type": "application/json"}
             if sig is not None:
-                headers["x-router-signature"] = sig
+                headers["x-router-signature"] = sig.encode()  # UTF-8 on the wire
             return await client.post(target, content=payload, headers=headers)
 
         now = int(time.time())
@@ -356,6 +356,9 @@ async def test_signed_keys_need_a_fresh_valid_signature(
         replayed = await post(signature(now))
         stale = await post(signature(now - 3600))
         tampered = await post(signature(now + 1), body.replace(b"hello", b"HELLO"))
+        odd_stamps = [await post(f"t={stamp}, sig=00") for stamp in ("\u00b9", "9" * 400, "9" * 5000)]
+    assert [reply.status_code for reply in odd_stamps] == [401, 401, 401]  # were 500s: int() and float overflow
+    assert all("needs t=<unix seconds>" in reply.json()["error"]["message"] for reply in odd_stamps)
     assert good.status_code == 200
     assert unsigned.status_code == 401 and "must sign" in unsigned.json()["error"]["message"]
     assert replayed.status_code == 401 and "already used" in replayed.json()["error"]["message"]

@@ -247,3 +247,68 @@ async def test_pbkdf2_runs_off_the_event_loop_and_an_unknown_user_costs_as_much(
                 nursery.cancel_scope.cancel()
             assert reply.status == 401
             assert ticks[0] - before > 100, user  # other tasks ran while the hash was computed
+
+
+async def test_odd_credentials_get_a_401_and_replayed_signatures_are_refused(tmp_path: Path) -> None:
+    app = App.from_spec(write_spec(tmp_path), HANDLERS, security=config("http://127.0.0.1:1/jwks"))
+    async with serve(app) as running, httpx.AsyncClient(base_url=running.url) as client:
+        # Basic credentials that are not ASCII base64 (bytes a browser may send) were a 500.
+        raw = await running.connect()
+        reply = await raw.request("POST", "/key-and-basic", headers=[("x-api-key", "header-secret"),
+                                                                     ("authorization", "Basic é")])  # fmt: skip
+        assert reply.status == 401 and "malformed Basic credentials" in reply.json()["detail"]
+        # Timestamps int() refuses, or that overflow a float, were 500s.
+        for stamp in ("\u00b2", "9" * 400, "9" * 5000):
+            header = f"HMAC-SHA256 key=tenant-1, ts={stamp}, sig=0".encode()  # UTF-8 on the wire
+            odd = await client.post("/signed", headers={"authorization": header})
+            assert odd.status_code == 401 and "ts=<unix seconds>" in odd.json()["detail"]
+        # The same signed request twice: the second is a replay, within the skew window.
+        now = int(time.time())
+        signature = sign(b"hmac-secret", now, "POST", "/signed", b"{}")
+        signed = {"authorization": f"HMAC-SHA256 key=tenant-1, ts={now}, sig={signature}"}
+        assert (await client.post("/signed", content=b"{}", headers=signed)).status_code == 200
+        replayed = await client.post("/signed", content=b"{}", headers=signed)
+        assert replayed.status_code == 401 and "already used" in replayed.json()["detail"]
+        other = sign(b"hmac-secret", now, "POST", "/signed", b'{"a": 1}')  # another request, same second
+        fresh = {"authorization": f"HMAC-SHA256 key=tenant-1, ts={now}, sig={other}"}
+        assert (await client.post("/signed", content=b'{"a": 1}', headers=fresh)).status_code == 200
+
+
+def test_the_replay_memory_is_bounded_and_forgets_after_its_window() -> None:
+    from trio_router.security.verifiers import ReplayGuard
+
+    guard = ReplayGuard(ttl=0.05, capacity=3)
+    signatures = [f"{index:x}" * 64 for index in range(1, 5)]
+    assert [guard.first_use(signature) for signature in signatures[:3]] == [True] * 3
+    assert guard.first_use(signatures[0]) is False
+    assert guard.first_use(signatures[3]) is True  # full: the oldest is forgotten
+    assert guard.first_use(signatures[0]) is True
+    time.sleep(0.06)
+    assert guard.first_use(signatures[1]) is True  # its window is over
+
+
+@pytest.mark.parametrize(
+    ("scheme", "settings", "environment", "message"),
+    [
+        ("Jwt", {"secret_env": "TEST_JWT_SECRET", "algorithms": ["HS256"]}, {"TEST_JWT_SECRET": ""},
+         "TEST_JWT_SECRET is set but empty"),
+        ("Jwt", {"secret": " ", "algorithms": ["HS256"]}, {}, "the secret is empty"),
+        ("Signed", {"secrets_env": "TEST_HMAC_SECRETS"}, {"TEST_HMAC_SECRETS": "tenant-1:"},
+         "TEST_HMAC_SECRETS gives 'tenant-1' an empty secret"),
+        ("Basic", {"users": {"ann": ""}}, {}, "users gives 'ann' an empty secret"),
+    ],
+)  # fmt: skip
+def test_an_empty_secret_stops_startup_with_its_name(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    scheme: str,
+    settings: dict[str, Any],
+    environment: dict[str, str],
+    message: str,
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    path = {"Jwt": "/jwt-admin", "Signed": "/signed", "Basic": "/key-and-basic"}[scheme]
+    spec = write_spec(tmp_path, {path: [{scheme: []}]})
+    with pytest.raises(SpecError, match=message):
+        App.from_spec(spec, HANDLERS, security={scheme: settings})

@@ -115,6 +115,8 @@ def _secrets(config: dict[str, Any], field: str, list_ok: bool = False) -> tuple
         found.update({str(key): [] for key in inline})
     elif isinstance(inline, dict):
         for key, value in inline.items():
+            if not list_ok and not str(value).strip():
+                raise ValueError(f"{field} gives {str(key)!r} an empty secret (anyone could sign with it)")
             found[str(key)] = [str(item) for item in value] if isinstance(value, list) else [str(value)]
     elif inline is not None:
         raise ValueError(f"{field} must be a {'list or ' if list_ok else ''}mapping")
@@ -132,6 +134,8 @@ def _secrets(config: dict[str, Any], field: str, list_ok: bool = False) -> tuple
                 key, colon, secret = item.partition(":")
                 if not colon:
                     raise ValueError(f"{env_name} must hold name:secret pairs separated by commas")
+                if not secret.strip():
+                    raise ValueError(f"{env_name} gives {key!r} an empty secret (anyone could sign with it)")
                 found[key] = [secret]
     if inline is None and env_name is None:
         raise ValueError(f"configure {field} or {field}_env")
@@ -146,10 +150,17 @@ def _bearer(name: str, config: dict[str, Any]) -> tuple[Verifier, str | None]:
     public_key_file = config.pop("public_key_file", None)
     jwks_url = config.pop("jwks_url", None)
     missing = None
+    if secret is not None and not str(secret).strip():
+        raise ValueError(f"security scheme {name!r}: the secret is empty (anyone could sign tokens with it)")
     if secret_env is not None:
         secret = os.environ.get(secret_env)
         if secret is None:
             secret, missing = "", str(secret_env)  # a placeholder: the scheme is replaced by a refusing one
+        elif not secret.strip():
+            raise ValueError(
+                f"security scheme {name!r}: {secret_env} is set but empty (anyone could sign tokens with an empty"
+                " secret); set it to a long random secret, or unset it to refuse every token"
+            )
     if public_key_file is not None:
         try:
             with open(public_key_file, encoding="utf-8") as file:

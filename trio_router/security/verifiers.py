@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
+import logging
 import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
@@ -18,6 +19,8 @@ from urllib.parse import unquote_plus
 import trio
 
 from ..http.request import Request
+
+log = logging.getLogger("trio_router.security")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +127,10 @@ class BasicVerifier:
         encoded = bearer_token(request, "basic")
         if encoded is None:
             return None
-        try:
+        try:  # ValueError: base64 that is not valid, or not ASCII (binascii.Error is one too)
             user, colon, password = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise InvalidCredentials("malformed Basic credentials") from None
+        except ValueError:
+            raise InvalidCredentials("malformed Basic credentials (base64 of UTF-8 user:password)") from None
         stored = self._users.get(user)
         against = stored if stored is not None else self.dummy  # an unknown user costs what a known one does
         if against.startswith("pbkdf2_sha256$"):
@@ -169,33 +172,80 @@ def _hashing_threads() -> trio.CapacityLimiter:
         return limiter
 
 
+def unix_timestamp(text: str) -> int | None:
+    """``text`` as whole Unix seconds, or None. Only ASCII digits, at most 12 of them: ``"²"``
+    passes ``str.isdigit`` but not ``int``, 5,000 digits exceed what ``int`` converts, and 400
+    make ``time.time() - stamp`` overflow a float."""
+    if not (0 < len(text) <= 12 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
+class ReplayGuard:
+    """The signatures accepted in the last ``ttl`` seconds (twice the skew a timestamp may have:
+    a signature cannot be replayed while its timestamp is still accepted). At most ``capacity``
+    are remembered, the oldest forgotten first (and a warning logged): memory stays bounded
+    under any load. Per process: with ``--workers``, each worker remembers its own."""
+
+    __slots__ = ("_seen", "_warned", "capacity", "ttl")
+
+    def __init__(self, ttl: float, capacity: int = 100_000) -> None:
+        self.ttl = ttl
+        self.capacity = capacity
+        self._seen: OrderedDict[int, float] = OrderedDict()  # O(1) from the oldest end
+        self._warned = False
+
+    def first_use(self, signature_hex: str) -> bool:
+        now = time.monotonic()
+        seen = self._seen
+        while seen and next(iter(seen.values())) <= now:
+            seen.popitem(last=False)
+        key = int(signature_hex[:16], 16)  # 64 bits of a MAC: a collision is a 1-in-10^13 refusal
+        if key in seen:
+            return False
+        if len(seen) >= self.capacity:
+            seen.popitem(last=False)
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "more than %d signatures within %g s: the oldest are forgotten early", self.capacity, self.ttl
+                )
+        seen[key] = now + self.ttl
+        return True
+
+
 class HMACVerifier:
     """``type: http, scheme: hmac-sha256``: a signed request, for machine clients (the gateway's
     tenants). ``Authorization: HMAC-SHA256 key=<id>, ts=<unix seconds>, sig=<hex>`` where
     ``sig = HMAC-SHA256(secret, "<ts>\\n<METHOD>\\n<target>\\n<hex sha256 of the body>")``.
-    A signature older or newer than ``max_skew`` seconds is refused (bounding replays)."""
+    A signature older or newer than ``max_skew`` seconds is refused, and one already accepted
+    within twice that is a replay."""
 
     def __init__(self, scheme: str, secrets: dict[str, str], max_skew: float = 300.0) -> None:
         self.scheme = scheme
         self._secrets = {key_id: secret.encode() for key_id, secret in secrets.items()}
         self.max_skew = max_skew
         self.challenge = 'HMAC-SHA256 realm="api"'
+        self._replays = ReplayGuard(2 * max_skew)
 
     async def verify(self, request: Request) -> Principal | None:
         header = request.header("authorization")
         if header is None or not header.lower().startswith("hmac-sha256 "):
             return None
         fields = dict(part.strip().partition("=")[::2] for part in header[12:].split(","))
-        key_id, stamp, signature = fields.get("key", ""), fields.get("ts", ""), fields.get("sig", "")
-        if not (key_id and stamp.isdigit() and signature):
-            raise InvalidCredentials("HMAC-SHA256 needs key=, ts= and sig=")
-        if abs(time.time() - int(stamp)) > self.max_skew:
+        key_id, signature = fields.get("key", ""), fields.get("sig", "").lower()
+        stamp = unix_timestamp(fields.get("ts", ""))
+        if not (key_id and stamp is not None and signature):
+            raise InvalidCredentials("HMAC-SHA256 needs key=, ts=<unix seconds> and sig=")
+        if abs(time.time() - stamp) > self.max_skew:
             raise InvalidCredentials(f"the signature's timestamp is more than {self.max_skew:g} s away")
         body = await request.receive()
         secret = self._secrets.get(key_id, b"\0" * 32)  # an unknown key costs the same as a wrong one
-        expected = sign(secret, int(stamp), request.method, request.target.decode("latin-1"), body)
-        if not hmac.compare_digest(expected.encode(), signature.lower().encode()) or key_id not in self._secrets:
+        expected = sign(secret, stamp, request.method, request.target.decode("latin-1"), body)
+        if not hmac.compare_digest(expected.encode(), signature.encode()) or key_id not in self._secrets:
             raise InvalidCredentials("the request signature does not match")
+        if not self._replays.first_use(expected):
+            raise InvalidCredentials("this signature was already used (a replayed request)")
         return Principal(self.scheme, key_id)
 
 

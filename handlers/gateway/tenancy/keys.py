@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from trio_router import HTTPError, InvalidCredentials, Principal, Request
-from trio_router.security.verifiers import bearer_token, sign
+from trio_router.security.verifiers import bearer_token, sign, unix_timestamp
 
 from .config import KeyRecord, TenancyConfig, TenantLimits
 from .state import State, StateUnavailable
@@ -138,14 +138,14 @@ class Identities:
         if header is None:
             raise InvalidCredentials("this key must sign its requests (X-Router-Signature)")
         fields = dict(part.strip().partition("=")[::2] for part in header.split(","))
-        stamp, signature = fields.get("t", ""), fields.get("sig", "").lower()
-        if not stamp.isdigit() or not signature:
+        stamp, signature = unix_timestamp(fields.get("t", "")), fields.get("sig", "").lower()
+        if stamp is None or not signature:
             raise InvalidCredentials("X-Router-Signature needs t=<unix seconds> and sig=<hex>")
         window = self.config.signature_window
-        if abs(time.time() - int(stamp)) > window:
+        if abs(time.time() - stamp) > window:
             raise InvalidCredentials(f"the signature's timestamp is more than {window:g} s away")
         body = await request.receive()
-        expected = sign(token.encode(), int(stamp), request.method, request.target.decode("latin-1"), body)
+        expected = sign(token.encode(), stamp, request.method, request.target.decode("latin-1"), body)
         if not secrets.compare_digest(expected, signature):
             raise InvalidCredentials("the request signature does not match")
         try:
