@@ -44,12 +44,21 @@ def values_app(tmp_path: Path) -> App:
                     {"name": "limit", "in": "query", "schema": integer},
                     {"name": "price", "in": "query", "schema": number},
                     {"name": "filter", "in": "query", "content": {"application/json": {"schema": {}}}},
+                    {"name": "code", "in": "query", "schema": {"type": "string", "maxLength": 5}},
                 ],
                 "responses": OK,
             }
         },
     }
+    paths["/tags"] = {
+        "post": {
+            "operationId": "tags",
+            "requestBody": {"content": {"application/json": {"schema": {"type": "array", "items": integer}}}},
+            "responses": OK,
+        }
+    }
     handlers = types.ModuleType("values_handlers")
+    handlers.tags = lambda request: {}  # type: ignore[attr-defined]
     handlers.echo = lambda request: {"got": request.body}  # type: ignore[attr-defined]
     handlers.items = lambda request: {"got": request.params}  # type: ignore[attr-defined]
     return App.from_spec(write_spec(tmp_path, paths), handlers)
@@ -103,3 +112,18 @@ async def test_numbers_python_will_not_convert(running: Running) -> None:
     assert "NaN is not JSON" in await refused(client, "POST", "/echo", b"[NaN]")
     fine = await client.request("GET", f"/items?limit={'9' * 4300}&price=1e308")
     assert fine.status == 200 and fine.json()["got"]["price"] == 1e308
+
+
+async def test_errors_quote_briefly_and_list_at_most_twenty(running: Running) -> None:
+    """An error quoted the whole offending value, once per error: the answer could be several
+    times the request."""
+    client = await running.connect()
+    reply = await client.request("GET", f"/items?code={'x' * 5000}")
+    assert reply.status == 400 and len(reply.body) < 600
+    assert "(5000 characters) is too long" in reply.json()["errors"][0]["detail"]
+    many = json.dumps(["not a number " * 20] * 1000).encode()
+    reply = await client.request("POST", "/tags", body=many, headers=[("content-type", "application/json")])
+    problem = reply.json()
+    assert reply.status == 400 and len(reply.body) < len(many) / 10
+    assert problem["detail"] == "the request does not match the API: 1000 problems (the first 20 listed)"
+    assert len(problem["errors"]) == 20

@@ -42,9 +42,11 @@ async def test_declared_body_too_large_is_413_before_any_body_is_read() -> None:
     probe = Probe()
     async with serve(build_app(probe), max_body_bytes=1000) as running:
         client = await running.connect()
-        await client.send(raw_request("POST", "/echo", headers=[("content-length", "5000")]))
+        headers = [("content-length", "5000"), ("x-request-id", "big-upload-1")]
+        await client.send(raw_request("POST", "/echo", headers=headers))
         reply = await client.read_reply()  # answered although we never sent the body
         assert reply.status == 413
+        assert reply.json()["request_id"] == "big-upload-1"  # like every other problem
         assert reply.headers["connection"] == "close"
         assert probe.bodies == []
         assert await client.closed_by_server()
@@ -56,7 +58,7 @@ async def test_chunked_body_is_counted_and_cut_at_the_limit() -> None:
         chunk = b"200\r\n" + b"x" * 0x200 + b"\r\n"
         await client.send(raw_request("POST", "/echo", headers=[("transfer-encoding", "chunked")]) + chunk * 3)
         reply = await client.read_reply()
-        assert reply.status == 413
+        assert reply.status == 413 and reply.json()["request_id"]
         assert reply.headers["connection"] == "close"
         assert await client.closed_by_server()
         await _still_serving(running)

@@ -4,6 +4,7 @@ JWTs from a JWKS URL (served by a second real server), OR/AND requirements, fail
 from __future__ import annotations
 
 import base64
+import os
 import time
 import types
 from pathlib import Path
@@ -312,3 +313,27 @@ def test_an_empty_secret_stops_startup_with_its_name(
     spec = write_spec(tmp_path, {path: [{scheme: []}]})
     with pytest.raises(SpecError, match=message):
         App.from_spec(spec, HANDLERS, security={scheme: settings})
+
+
+def test_cors_wildcard_with_credentials_stops_startup(tmp_path: Path) -> None:
+    """It reflected every origin, "null" (sandboxed iframes, file: pages) included, with
+    Access-Control-Allow-Credentials: true. Refused, through `trio-router run` as in code."""
+    import subprocess
+    import sys
+
+    from pydantic import ValidationError
+
+    from trio_router import Settings
+
+    with pytest.raises(ValidationError, match="the Fetch standard forbids the wildcard with credentials"):
+        Settings(cors_allow_origins=["*"], cors_allow_credentials=True)
+    assert Settings(cors_allow_origins=["https://app.example"], cors_allow_credentials=True).cors_allow_credentials
+    run = subprocess.run(
+        [sys.executable, "-m", "trio_router", "run", "--port", "0"],
+        env={**os.environ, "TRIO_ROUTER_CORS_ALLOW_ORIGINS": '["*"]', "TRIO_ROUTER_CORS_ALLOW_CREDENTIALS": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert "forbids the wildcard with credentials" in run.stderr

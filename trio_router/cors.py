@@ -36,7 +36,8 @@ class CorsPolicy:
         return "*" in self.origins or origin in self.origins
 
     def _origin_headers(self, origin: str) -> Headers:
-        # With credentials the origin must be echoed, never "*" (browsers refuse the wildcard then).
+        # With credentials the origin must be echoed, never "*" (browsers refuse the wildcard then);
+        # Settings refuses the wildcard with credentials, so echoing happens only for listed origins.
         echoed = origin if self.allow_credentials or "*" not in self.origins else "*"
         headers: Headers = [(b"access-control-allow-origin", echoed.encode("latin-1")), (b"vary", b"Origin")]
         if self.allow_credentials:

@@ -280,6 +280,16 @@ class Settings(BaseSettings):
             _config_values.reset(token)
 
     @model_validator(mode="after")
+    def _no_credentials_for_every_origin(self) -> Settings:
+        if self.cors_allow_credentials and "*" in self.cors_allow_origins:
+            raise ValueError(
+                'cors_allow_origins ["*"] with cors_allow_credentials would let every site (and the "null" origin)'
+                " make credentialed requests as your users; the Fetch standard forbids the wildcard with"
+                " credentials: list the origins that may send them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _target_fits_head(self) -> Settings:
         if self.max_target_bytes >= self.max_header_bytes:
             raise ValueError(

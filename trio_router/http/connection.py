@@ -215,6 +215,9 @@ class HTTPConnection:
         self._method = event.method.decode("ascii")
         settings = self.settings
         headers = request_headers(event)
+        # The request exists before its head is checked, so a refusal (413 from Content-Length)
+        # carries its request id like every other problem.
+        request = self._request = Request(self, self._method, event.target, headers, event.http_version)
         self._declared_body, timeout_header = check_request_head(
             event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes, headers
         )
@@ -222,8 +225,7 @@ class HTTPConnection:
             self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
         self._client_timeout = client_timeout(timeout_header)
         self.request_deadline = now + min(settings.request_timeout, self._client_timeout)
-        self._request = Request(self, self._method, event.target, headers, event.http_version)
-        return self._request
+        return request
 
     async def _dispatch(self, request: Request) -> Response:
         """The server's own /metrics, or the app."""

@@ -38,7 +38,13 @@ class ValidationFailed(HTTPError):
 
     def __init__(self, errors: list[dict[str, str]]) -> None:
         count = f"{len(errors)} problems" if len(errors) > 1 else "1 problem"
+        if len(errors) > MAX_LISTED_ERRORS:  # the answer stays small whatever the request holds
+            count += f" (the first {MAX_LISTED_ERRORS} listed)"
+            errors = errors[:MAX_LISTED_ERRORS]
         super().__init__(400, f"the request does not match the API: {count}", close=False, errors=errors)
+
+
+MAX_LISTED_ERRORS = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,4 +233,22 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
                 for sub in in_branch:
                     yield from _explain(sub)
                 return
-    yield pointer_of(list(error.absolute_path)), error.message
+    yield pointer_of(list(error.absolute_path)), briefly(error.message, error.instance)
+
+
+QUOTE_LIMIT = 64  # characters of an offending value a message quotes
+
+
+def briefly(message: str, instance: Any) -> str:
+    """``message`` with a long quoted value cut to ``QUOTE_LIMIT`` characters and its size: a
+    5,000-character value would otherwise come back once per error, a few times the request."""
+    quoted = repr(instance)
+    if len(quoted) <= QUOTE_LIMIT or quoted not in message:
+        return message[: QUOTE_LIMIT * 8]
+    if isinstance(instance, str):
+        size = f"{len(instance)} characters"
+    elif isinstance(instance, list | dict):
+        size = f"{len(instance)} {'items' if isinstance(instance, list) else 'members'}"
+    else:
+        size = f"{len(quoted)} characters"
+    return message.replace(quoted, f"{quoted[:QUOTE_LIMIT]}... ({size})", 1)[: QUOTE_LIMIT * 8]
