@@ -241,3 +241,31 @@ def test_memory_diagnostic_measures_suspended_handlers() -> None:
     assert report.per_handler > report.greenlet_share
     assert report.greenlet_rss > 0
     assert "200 handlers suspended at once" in report.render()
+
+
+@pytest.mark.skipif(
+    __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)[0] < 5000,
+    reason="needs 4,200 sockets: raise ulimit -n",
+)
+async def test_the_default_limits_let_thousands_of_waiting_sync_handlers_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """2,100 sync handlers that each wait 6 s on I/O. With the old defaults (1,024 handlers, a
+    1,024-deep queue, 5 s in it) 1,024 were answered and 1,076 got 503; greenlets make a waiting
+    handler cost kilobytes, so the default bound comes from memory and all of them run at once."""
+    # A backlog for all the connections at once: a dropped SYN is retried a real second later,
+    # by which time the mock clock has jumped past the first handlers' wait.
+    async with serve(build_sync_app(SyncProbe()), request_timeout=60, backlog=4096) as running:
+        statuses: list[int] = []
+
+        async def one() -> None:
+            client = await running.connect()
+            statuses.append((await client.request("GET", "/nap?6")).status)
+            await client.aclose()
+
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            for _ in range(2100):
+                nursery.start_soon(one)
+        assert statuses == [200] * 2100
+        assert trio.current_time() - started < 12  # together, not in two rounds

@@ -138,21 +138,26 @@ def test_a_pattern_the_engine_cannot_run_stops_startup_with_its_pointer(
     assert problems[0].startswith(f"{pointer}: the pattern {pattern!r} cannot run on the linear-time")
 
 
+def body_app(tmp_path: Path, schema: dict[str, Any]) -> App:
+    """One operation, POST /lookup, whose JSON body has ``schema``."""
+    operation = {
+        "operationId": "lookup",
+        "requestBody": {"content": {"application/json": {"schema": schema}}},
+        "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }
+    handlers = types.ModuleType("body_handlers")
+    handlers.lookup = lambda request: {}  # type: ignore[attr-defined]
+    return App.from_spec(write_spec(tmp_path, {"/lookup": {"post": operation}}), handlers)
+
+
 def test_pattern_properties_beside_unevaluated_properties_is_refused(tmp_path: Path) -> None:
     schema: dict[str, Any] = {
         "type": "object",
         "patternProperties": {"^x-": {"type": "string"}},
         "unevaluatedProperties": False,
     }
-    operation = {
-        "operationId": "lookup",
-        "requestBody": {"content": {"application/json": {"schema": schema}}},
-        "responses": {"200": {"description": "ok"}},
-    }
-    handlers = types.ModuleType("unevaluated_handlers")
-    handlers.lookup = lambda request: {}  # type: ignore[attr-defined]
     with pytest.raises(SpecError, match="patternProperties under unevaluatedProperties is not supported"):
-        App.from_spec(write_spec(tmp_path, {"/lookup": {"post": operation}}), handlers)
+        body_app(tmp_path, schema)
 
 
 async def test_pattern_properties_run_on_the_linear_engine(tmp_path: Path) -> None:
@@ -161,14 +166,7 @@ async def test_pattern_properties_run_on_the_linear_engine(tmp_path: Path) -> No
         "patternProperties": {"^(a+)+$": {"type": "integer"}},
         "additionalProperties": False,
     }
-    operation = {
-        "operationId": "lookup",
-        "requestBody": {"content": {"application/json": {"schema": schema}}},
-        "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }
-    handlers = types.ModuleType("pattern_properties_handlers")
-    handlers.lookup = lambda request: {}  # type: ignore[attr-defined]
-    app = App.from_spec(write_spec(tmp_path, {"/lookup": {"post": operation}}), handlers)
+    app = body_app(tmp_path, schema)
 
     async def post(body: dict[str, Any]) -> Any:
         client = await running.connect()
@@ -189,14 +187,7 @@ async def test_format_regex_is_checked_without_pythons_re(tmp_path: Path) -> Non
     """A client's text under ``format: regex`` was compiled with ``re``: 1,000 nested parentheses
     raised RecursionError, a 500. Now it is a 400 like any text that is not a regex."""
     schema = {"type": "object", "properties": {"filter": {"type": "string", "format": "regex"}}}
-    operation = {
-        "operationId": "lookup",
-        "requestBody": {"content": {"application/json": {"schema": schema}}},
-        "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }
-    handlers = types.ModuleType("format_regex_handlers")
-    handlers.lookup = lambda request: {}  # type: ignore[attr-defined]
-    app = App.from_spec(write_spec(tmp_path, {"/lookup": {"post": operation}}), handlers)
+    app = body_app(tmp_path, schema)
     async with serve(app) as running:
         statuses = []
         for text in ["^[a-z]+$", "(" * 1000 + ")" * 1000, "[unclosed"]:

@@ -118,8 +118,11 @@ class Settings(BaseSettings):
     )
 
     # Handlers
-    max_handlers: int = Field(
-        1024, ge=1, description="Handlers running at once (sync ones each hold a pooled greenlet)."
+    max_handlers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Handlers running at once (sync ones each hold a greenlet). auto: what a quarter of the"
+        " memory allows at 32 KiB a waiting request, at most the file-descriptor limit (each request holds"
+        " a connection): 20,000 on a 24 GiB machine with ulimit -n 20000.",
     )
     handler_overflow: Literal["queue", "shed"] = Field(
         "queue", description="Beyond max_handlers: wait in a bounded queue, or shed at once with 503."

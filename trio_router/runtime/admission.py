@@ -3,6 +3,8 @@ time) or shed with 503 + Retry-After. Nothing waits forever."""
 
 from __future__ import annotations
 
+import os
+import resource
 from typing import Literal
 
 import trio
@@ -10,6 +12,38 @@ import trio
 from ..errors import HTTPError
 
 Overflow = Literal["queue", "shed"]
+
+
+# What one suspended sync request costs, its connection included: ~21 KB of RSS measured from
+# outside (docs/benchmarks.md), with headroom for a handler's own frames and a small body.
+REQUEST_BUDGET_BYTES = 32 * 1024
+MEMORY_SHARE = 4  # the handlers may take a quarter of the memory the process may use
+
+
+def handler_limit(configured: int | Literal["auto"]) -> int:
+    """``max_handlers``: as configured, or derived from memory ("auto"). Greenlets make a
+    waiting sync handler cost kilobytes, not a thread, so the bound is what memory allows; and
+    never more than the connections the file-descriptor limit allows, since each HTTP/1.1
+    request holds its own connection."""
+    if configured != "auto":
+        return configured
+    by_memory = _memory_limit() // MEMORY_SHARE // REQUEST_BUDGET_BYTES
+    descriptors, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if descriptors == resource.RLIM_INFINITY:
+        descriptors = by_memory
+    return max(1, min(by_memory, descriptors))
+
+
+def _memory_limit() -> int:
+    """The cgroup's memory limit if there is one (a container), else the machine's memory."""
+    try:
+        with open("/sys/fs/cgroup/memory.max") as file:
+            text = file.read().strip()
+        if text.isdigit():
+            return int(text)
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 class Admission:

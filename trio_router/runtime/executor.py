@@ -3,21 +3,30 @@ async handlers directly on the connection's task."""
 
 from __future__ import annotations
 
+import logging
 import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from ..settings import Settings
-from .admission import Admission
+from .admission import Admission, handler_limit
 from .current import current_request
 from .greenlets import HandlerPool
+
+log = logging.getLogger("trio_router")
+MAX_IDLE_WORKERS = 1024
 
 
 class HandlerRuntime:
     def __init__(self, settings: Settings) -> None:
-        self.pool = HandlerPool(max_idle=settings.max_handlers if settings.pool_greenlets else 0)
+        limit = handler_limit(settings.max_handlers)
+        if settings.max_handlers == "auto":
+            log.info("max_handlers auto: %d (memory and the file-descriptor limit allow it)", limit)
+        # Idle workers kept for reuse: enough for a busy server's steady state; a burst beyond
+        # makes new ones, which are let go afterwards instead of being held (~7 KB each).
+        self.pool = HandlerPool(max_idle=min(limit, MAX_IDLE_WORKERS) if settings.pool_greenlets else 0)
         self.admission = Admission(
-            settings.max_handlers,
+            limit,
             settings.handler_overflow,
             settings.handler_queue_size,
             settings.handler_queue_timeout,
