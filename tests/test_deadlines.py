@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import select
+
+import pytest
 import trio
 
 from tests.apps import Probe, build_app
@@ -100,6 +103,30 @@ async def test_a_short_suspension_never_starts_a_watcher_and_a_long_one_does() -
         assert probe.cancelled == ["sleep"]
 
 
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="one watch set for all connections needs epoll")
+async def test_one_task_watches_every_suspended_connection() -> None:
+    """A task per watched connection was 3.8 KB of each suspended request; on Linux one epoll
+    set and one task watch them all, and a client that leaves still cancels only its own."""
+    probe = Probe()
+    async with serve(build_app(probe), request_timeout=60) as running:
+        clients = [await running.connect() for _ in range(50)]
+        for client in clients:
+            await client.send(raw_request("GET", "/sleep"))
+        await trio.sleep(0.3)  # every one suspended past the watch delay
+        assert running.server.helper_tasks == 1  # was 50
+        await clients[0].aclose()
+        with trio.fail_after(1):
+            while not probe.cancelled:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        await trio.sleep(0.1)
+        assert probe.cancelled == ["sleep"]  # the others are still watched, not cancelled
+        for client in clients[1:]:
+            await client.aclose()
+        with trio.fail_after(2):
+            while len(probe.cancelled) < 50 or running.server.helper_tasks:  # noqa: ASYNC110
+                await trio.sleep(0.01)  # every one noticed, and the watch task ended with the last
+
+
 async def test_streamed_response_is_cut_at_the_deadline_and_its_producer_closed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -181,3 +208,61 @@ async def test_small_unread_body_is_drained_and_the_connection_kept() -> None:
         reply = await client.request("POST", "/ignore-body", b"x" * 1000)
         assert "connection" not in reply.headers
         assert (await client.request("GET", "/hello")).status == 200
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="the watch set needs epoll")
+async def test_a_closed_connections_watch_cannot_remove_the_next_one_on_its_descriptor() -> None:
+    """A socket closed while watched leaves the set by itself, and its number may go straight to
+    the next connection: the stale watcher's unwatch must not take the new registration along."""
+    import socket as socket_module
+
+    from trio_router.http.transport import Transport
+    from trio_router.http.watcher import DisconnectWatcher, WatchDelay
+
+    noticed: list[str] = []
+    async with trio.open_nursery() as nursery:
+        delay = WatchDelay(nursery.start_soon)
+        first, first_peer = socket_module.socketpair()
+        stale = DisconnectWatcher(Transport(first), lambda: noticed.append("first"), nursery.start_soon, delay)
+        stale.arm()
+        stale.start_watching()
+        number = first.fileno()
+        first.close()  # closed without unwatching: the kernel drops it from the set
+        second, second_peer = socket_module.socketpair()
+        if second.fileno() != number:
+            second.close()
+            second_peer.close()
+            first_peer.close()
+            pytest.skip("the descriptor was not reused")
+        current = DisconnectWatcher(Transport(second), lambda: noticed.append("second"), nursery.start_soon, delay)
+        current.arm()
+        current.start_watching()
+        stale.close()  # unwatches under the old number, now the second socket's
+        second_peer.close()  # the second client hangs up
+        with trio.fail_after(2):
+            while not noticed:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        assert noticed == ["second"]
+        current.close()
+        for sock in (second, first_peer):
+            sock.close()
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="the watch set needs epoll")
+async def test_the_watch_task_ends_even_if_a_socket_closed_before_its_watch() -> None:
+    import socket as socket_module
+
+    from trio_router.http.transport import Transport
+    from trio_router.http.watcher import DisconnectWatcher, WatchDelay
+
+    with trio.fail_after(2):  # the nursery waits for the watch task: it must end once nothing is watched
+        async with trio.open_nursery() as nursery:
+            delay = WatchDelay(nursery.start_soon)
+            sock, peer = socket_module.socketpair()
+            watcher = DisconnectWatcher(Transport(sock), lambda: None, nursery.start_soon, delay)
+            watcher.arm()
+            watcher.start_watching()
+            await trio.sleep(0.05)
+            sock.close()
+            watcher.close()
+            peer.close()

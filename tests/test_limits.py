@@ -184,6 +184,32 @@ async def test_content_length_with_transfer_encoding_is_400_and_closed() -> None
         assert probe.bodies == []
 
 
+async def test_a_header_continued_by_obs_fold_is_400_and_closed() -> None:
+    """h11 unfolds "Transfer-Encoding:" + " chunked" on the next line and honours it; a proxy in
+    front may not unfold it the same way, so an edge server refuses the message (RFC 9112 5.2),
+    wherever the fold falls: the first request, a later one on the connection, split reads."""
+    probe = Probe()
+    folded = b"POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding:\r\n chunked\r\n\r\n0\r\n\r\n"
+    seam = folded.index(b"\n chunked") + 1  # one read ends a line, the next continues it
+    async with serve(build_app(probe)) as running:
+        for pieces in ([folded], [folded[:seam], folded[seam:]], [folded.replace(b"\n chunked", b"\n\tchunked")]):
+            client = await running.connect()
+            for piece in pieces:
+                await client.send(piece)
+                await trio.sleep(0.01)
+            reply = await client.read_reply()
+            assert reply.status == 400 and "obs-fold" in reply.json()["detail"]
+            assert await client.closed_by_server()
+        # After an ordinary request whose body holds a newline and a space (pretty JSON).
+        client = await running.connect()
+        body = b'{\n  "a": 1\n}'
+        assert (await client.request("POST", "/echo", body=body)).body == body
+        await client.send(b"GET /hello HTTP/1.1\r\nhost: a\r\nx-note: one\r\n two\r\n\r\n")
+        assert (await client.read_reply()).status == 400
+        assert probe.bodies == [body]  # nothing folded reached a handler
+        await _still_serving(running)
+
+
 async def test_malformed_client_timeout_header_is_400_and_keeps_the_connection() -> None:
     async with serve(build_app(Probe())) as running:
         client = await running.connect()

@@ -12,7 +12,6 @@ phase it fired in says what the client gets: nothing (idle, head: slowloris), 40
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
 import socket
@@ -24,20 +23,24 @@ import trio
 from ..errors import DropConnection, HTTPError
 from ..observability.metrics import UNMATCHED
 from .context import ServerContext
+from .phases import Phase
 from .protocol import (
     END_OF_MESSAGE,
+    OBS_FOLD_DETAIL,
     REASONS,
     SERVER_HEADER,
     check_request_head,
     classify_parse_error,
     client_timeout,
     encode_complete_response,
+    head_has_obs_fold,
     invalid_app_header,
+    may_hold_obs_fold,
     request_headers,
 )
 from .request import Request
 from .response import Response, problem
-from .transport import PeerGone, SendTimeout, Transport
+from .transport import PeerGone, SendTimeout, Transport, peer_address
 from .upgrade import UpgradedStream, replayed_head
 from .watcher import DisconnectWatcher
 
@@ -52,23 +55,6 @@ _DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-
 _RAW_500 = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def _address(sock: socket.socket) -> str:
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return "?"
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-
-
-class Phase(enum.Enum):
-    IDLE = "idle"  # waiting for the first byte of a request
-    HEAD = "head"  # a request head is partly received
-    HANDLER = "handler"  # the app is working on a request
-    BODY = "body"  # reading (or draining) a request body
-    SEND = "send"  # a response has started
-    UPGRADED = "upgraded"  # another protocol (WebSocket) owns the socket: no HTTP response any more
-
-
 class ClientDisconnected(Exception):
     """The client closed its side while we still needed its input."""
 
@@ -78,12 +64,19 @@ class _RequestAbandoned(Exception):
 
 
 class HTTPConnection:
+    # One per open connection: slots, not a dict.
+    __slots__ = (
+        "_after_newline", "_body_received", "_client_timeout", "_declared_body", "_fold_suspect", "_handler_waits",
+        "_method", "_request", "_upgraded", "accepted_at", "cancel_reason", "client", "closing", "context", "h11",
+        "phase", "request_deadline", "request_start", "scope", "settings", "transport", "watcher",
+    )  # fmt: skip
+
     def __init__(self, sock: socket.socket, context: ServerContext) -> None:
         settings = context.settings
         self.context = context
         self.settings = settings
         self.transport = Transport(sock)
-        self.client = _address(sock)
+        self.client = peer_address(sock)
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_bytes)
         self.watcher = DisconnectWatcher(
             self.transport, self._client_disconnected, context.spawn_helper, context.watch_delay
@@ -102,6 +95,8 @@ class HTTPConnection:
         self._request: Request | None = None
         self._method = "OTHER"  # until a request head parses
         self._upgraded: UpgradedStream | None = None
+        self._fold_suspect = False  # received bytes might fold a header line (protocol.py)
+        self._after_newline = False
 
     # -- the connection lifecycle ------------------------------------------------------
 
@@ -140,7 +135,6 @@ class HTTPConnection:
 
     async def _await_request(self, first: bool) -> h11.Request | None:
         """The next request head, or None when the connection should end quietly."""
-        conn = self.h11
         event = self._next_head_event()
         if event is h11.NEED_DATA:
             if self.closing or self.context.shutting_down:
@@ -154,13 +148,13 @@ class HTTPConnection:
             if not data:
                 return None
             self.phase = Phase.HEAD
-            conn.receive_data(data)
+            self._feed(data)
             event = self._next_head_event()
             if event is h11.NEED_DATA:
                 if not first:  # the first request's head is already bounded from accept
                     self._set_deadline(trio.current_time() + self.settings.header_timeout)
                 while event is h11.NEED_DATA:
-                    conn.receive_data(await self.transport.recv(self.settings.receive_bytes))
+                    self._feed(await self.transport.recv(self.settings.receive_bytes))
                     event = self._next_head_event()
         else:
             # Pipelined input: the head is already here. Its deadline replaces whatever the last
@@ -177,7 +171,18 @@ class HTTPConnection:
             await self._send_response(problem(event.status, event.detail), head_only=False, keep_alive=False)
         return None  # ConnectionClosed
 
+    def _feed(self, data: bytes) -> None:
+        """Received bytes to h11, noting whether they might fold a header line."""
+        if may_hold_obs_fold(data, self._after_newline):
+            self._fold_suspect = True
+        self._after_newline = data.endswith(b"\n")
+        self.h11.receive_data(data)
+
     def _next_head_event(self) -> h11.Request | h11.ConnectionClosed | HTTPError | type[h11.NEED_DATA]:
+        if self._fold_suspect:
+            folded, self._fold_suspect = head_has_obs_fold(self.h11.trailing_data[0])
+            if folded:
+                return HTTPError(400, OBS_FOLD_DETAIL)
         try:
             return self.h11.next_event()  # type: ignore[return-value]
         except h11.RemoteProtocolError as exc:
@@ -293,7 +298,7 @@ class HTTPConnection:
                 data = await self.transport.recv(self.settings.receive_bytes)
                 if not data:
                     raise ClientDisconnected
-                conn.receive_data(data)
+                self._feed(data)
             elif type(event) is h11.Data:
                 self._body_received += len(event.data)
                 if self._body_received > limit:

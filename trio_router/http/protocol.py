@@ -24,6 +24,30 @@ REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStat
 _HEADER_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 _HEADER_VALUE = re.compile(rb"[^\x00-\x08\x0a-\x1f\x7f]*")
 
+# obs-fold (RFC 9112 5.2): a header line continued on the next by leading whitespace. h11
+# unfolds it, as the RFC allows; an edge server answers 400 instead, as hyper and nginx do, since
+# a proxy in front may read the same bytes otherwise ("Transfer-Encoding:" continued by
+# " chunked" on a second line is honoured by one and ignored by the other).
+OBS_FOLD_DETAIL = "a header line continued on the next line (obs-fold) is not accepted"
+
+
+def may_hold_obs_fold(data: bytes, after_newline: bool) -> bool:
+    """Whether received bytes could continue a header line: two substring searches, so that
+    only then are the buffered bytes copied and looked at (``head_has_obs_fold``)."""
+    return b"\n " in data or b"\n\t" in data or (after_newline and data[:1] in (b" ", b"\t"))
+
+
+def head_has_obs_fold(buffered: bytes) -> tuple[bool | None, bool]:
+    """For the bytes h11 has not parsed yet: whether the head at their start folds a line (None
+    while it is incomplete), and whether what follows the head could hold a fold too."""
+    ends = [end for end in (buffered.find(b"\n\r\n"), buffered.find(b"\n\n")) if end >= 0]
+    if not ends:
+        return None, True
+    end = min(ends)
+    head, rest = buffered[:end], buffered[end + 1 :]
+    return b"\n " in head or b"\n\t" in head, may_hold_obs_fold(rest, False)
+
+
 # Headers a client may use to shorten its own deadline, in seconds (decimal).
 CLIENT_TIMEOUT_HEADERS = (b"request-timeout", b"x-request-timeout")
 

@@ -9,8 +9,8 @@ import trio
 
 from ..observability.metrics import CONTENT_TYPE, Gauges, RequestStats, SharedSnapshots, render
 from ..runtime.memory import traced_bytes_per_suspended_handler
-from .connection import Phase
 from .context import ServerContext
+from .phases import Phase
 from .response import Response
 
 log = logging.getLogger("trio_router.metrics")

@@ -134,3 +134,12 @@ class Transport:
             self._closed = True
             trio.lowlevel.notify_closing(self.sock)
             self.sock.close()
+
+
+def peer_address(sock: socket.socket) -> str:
+    """``host:port`` of the peer, for logs ("?" once it is gone)."""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return "?"
+    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
