@@ -43,7 +43,7 @@ def search(pattern: str) -> Search:
     except jsonschema_rs.ValidationError:
         raise UnsupportedPattern(
             f"the pattern {pattern!r} cannot run on the linear-time regular expression engine"
-            " (backreferences, lookaround, \\0 and [\\b] are not supported; nor is what is not ECMA-262)"
+            " (backreferences, lookaround, \\0 and [\\b] are not supported)"
         ) from None
 
 
