@@ -21,7 +21,6 @@ import h11
 import trio
 
 from ..errors import DropConnection, HTTPError
-from ..observability.metrics import UNMATCHED
 from .context import ServerContext
 from .phases import Phase
 from .protocol import (
@@ -389,18 +388,9 @@ class HTTPConnection:
         return request.render_error(status, detail, request_id=request.id, **extra)
 
     def _record(self, status: int, size: int | None) -> None:
-        """Metrics and the access log, once the response is out."""
-        request = self._request
-        operation = request.operation if request is not None else UNMATCHED
+        """Metrics, spans and the access log, once the response is out."""
         seconds = trio.current_time() - self.request_start
-        context = self.context
-        context.stats.record(operation, self._method, status, seconds)
-        if context.spans is not None:
-            context.spans.record(request, self._method, status, seconds)
-        if context.access_log is not None:
-            context.access_log.record(
-                request, method=self._method, status=status, seconds=seconds, size=size, client=self.client
-            )
+        self.context.record_exchange(self._request, self._method, status, seconds, size, self.client)
 
     async def _send_stream(self, head: bytes, response: Response, head_only: bool) -> None:
         """A body of unknown length: chunked, one send per chunk, under the request's deadline."""

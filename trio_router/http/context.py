@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..observability.access_log import AccessLog
-from ..observability.metrics import RequestStats
+from ..observability.metrics import UNMATCHED, RequestStats
 from ..observability.otel import SpanRecorder
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
@@ -59,3 +59,15 @@ class ServerContext:
         """The compiled policy for an operation's ``x-guardrails`` over the settings' policy
         (None: no guardrails). Each distinct policy is compiled once per server."""
         return operation_policy(self.settings.guardrails, extension, self._policies)
+
+    def record_exchange(
+        self, request: Request | None, method: str, status: int, seconds: float, size: int | None, client: str
+    ) -> None:
+        """One answered exchange into the metrics, spans and access log (``request`` is None
+        when the head never parsed)."""
+        operation = request.operation if request is not None else UNMATCHED
+        self.stats.record(operation, method, status, seconds)
+        if self.spans is not None:
+            self.spans.record(request, method, status, seconds)
+        if self.access_log is not None:
+            self.access_log.record(request, method=method, status=status, seconds=seconds, size=size, client=client)

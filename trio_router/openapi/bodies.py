@@ -55,8 +55,16 @@ class BodyDecoder:
         raise BodyError(415, f"Content-Type {name!r} is not accepted here; use {self.accepted}")
 
 
+def check_json_depth(body: bytes, max_depth: int) -> None:
+    """The server's ``max_json_depth``, before ``decode_json`` parses (and recurses)."""
+    try:
+        strict_json.check_depth(body, max_depth)
+    except strict_json.JSONRefused as exc:
+        raise BodyError(400, f"the body is not valid JSON: {exc}") from None
+
+
 def decode_json(body: bytes, params: dict[str, str]) -> tuple[Any, Any]:
-    """A JSON body (its depth checked already, against the server's ``max_json_depth``)."""
+    """A JSON body (its depth checked already by ``check_json_depth``)."""
     try:
         value = strict_json.loads(body.decode("utf-8"))
     except UnicodeDecodeError:

@@ -29,13 +29,16 @@ def _integer(text: str) -> int:
     return int(text)
 
 
-def _number(text: str) -> int | float:
-    if not any(c in text for c in ".eE"):
-        return _integer(text)
+def finite_float(text: str) -> float:
+    """``float(text)``, refused where it would be ``inf`` (JSON's parser uses it too)."""
     value = float(text)
     if math.isinf(value):
-        raise OutOfRange("is a number out of range (beyond a double's, about 1.8e308)")
+        raise OutOfRange("is out of range (beyond a double's, about 1.8e308)")
     return value
+
+
+def _number(text: str) -> int | float:
+    return finite_float(text) if any(c in text for c in ".eE") else _integer(text)
 
 
 def schema_types(schema: Any) -> tuple[str, ...]:

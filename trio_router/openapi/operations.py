@@ -21,9 +21,8 @@ from ..security.policy import SecurityPolicy, build_verifier
 from ..security.verifiers import Verifier
 from ..streaming.guardrails.evaluator import GuardrailPolicy
 from ..streaming.guardrails.policy import GuardrailConfig, operation_policy
-from . import strict_json
 from .binding import BindingError, Invoke, find_handler, plan_call
-from .bodies import BodyDecoder, BodyError, MediaType, decode_json, decoder_for, form_fields
+from .bodies import BodyDecoder, BodyError, MediaType, check_json_depth, decode_json, decoder_for, form_fields
 from .document import SpecDocument, SpecError, SpecProblem, child
 from .parameters import ABSENT, ParameterDecoder, ParameterError, compile_parameter, parse_query
 from .responses import DeclaredResponse, ResponseChecker
@@ -109,11 +108,9 @@ class Operation:
             raise HTTPError(413, f"the form has {fields} fields; at most {limit} are accepted", close=False)
         try:
             media, params = self.body.choose(content_type)
-            if media.decode is decode_json:
-                strict_json.check_depth(raw, request.settings.max_json_depth)
+            if media.decode is decode_json:  # a limit of the server's, checked before parsing
+                check_json_depth(raw, request.settings.max_json_depth)
             value, shadow = media.decode(raw, params)
-        except strict_json.JSONRefused as exc:
-            raise ValidationFailed([{"in": "body", "detail": f"the body is not valid JSON: {exc}"}]) from None
         except BodyError as exc:
             if exc.status == 415:
                 raise HTTPError(

@@ -34,12 +34,16 @@ class UnsupportedPattern(ValueError):
     pass
 
 
+def _compiled(pattern: str) -> Search:
+    """The engine's search for ``pattern`` as given (jsonschema_rs.ValidationError if it cannot)."""
+    return jsonschema_rs.validator_for({"pattern": pattern}, pattern_options=LINEAR).is_valid
+
+
 @lru_cache(maxsize=4096)
 def search(pattern: str) -> Search:
     """Whether a text contains a match of ``pattern`` (unanchored, as JSON Schema's ``pattern``)."""
     try:
-        schema = {"pattern": engine_pattern(pattern)}
-        return jsonschema_rs.validator_for(schema, pattern_options=LINEAR).is_valid
+        return _compiled(engine_pattern(pattern))
     except jsonschema_rs.ValidationError:
         raise UnsupportedPattern(
             f"the pattern {pattern!r} cannot run on the linear-time regular expression engine"
@@ -174,7 +178,7 @@ def with_linear_regex_format(checker: FormatChecker) -> FormatChecker:
         if not isinstance(instance, str):
             return True
         try:
-            jsonschema_rs.validator_for({"pattern": instance}, pattern_options=LINEAR)
+            _compiled(instance)  # not cached: the text is the client's
         except jsonschema_rs.ValidationError:
             return False
         return True

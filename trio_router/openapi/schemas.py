@@ -82,7 +82,7 @@ def _has_keyword(schema: Any, keywords: tuple[str, ...], map_keyword: str) -> bo
         if key in _SCHEMA_MAPS and isinstance(value, dict):
             if any(_has_keyword(sub, keywords, map_keyword) for sub in value.values()):
                 return True
-        elif key not in _LITERAL_KEYS and _has_keyword(value, keywords, map_keyword):
+        elif key not in LITERAL_KEYWORDS and _has_keyword(value, keywords, map_keyword):
             return True
     return False
 
@@ -156,7 +156,7 @@ class SchemaCompiler:
                 inlined[key] = {
                     name: self.inline(sub, f"{where}{pointer_of([name])}", active) for name, sub in value.items()
                 }
-            elif key in _LITERAL_KEYS:
+            elif key in LITERAL_KEYWORDS:
                 inlined[key] = value
             else:
                 inlined[key] = self.inline(value, where, active)
@@ -195,7 +195,6 @@ _UNEVALUATED_PATTERNS = (
 
 # Keywords whose values map names (any name, "enum" included) to subschemas.
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
-_LITERAL_KEYS = LITERAL_KEYWORDS
 
 
 # Where an inlined schema remembers its discriminator's branches (an unknown keyword: ignored by validators).

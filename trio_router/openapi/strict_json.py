@@ -13,11 +13,12 @@ C-level passes (no regex that could backtrack, no Python loop per byte).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from array import array
 from itertools import accumulate
 from typing import Any
+
+from .coercion import OutOfRange, finite_float
 
 DEFAULT_MAX_DEPTH = 256
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
@@ -45,10 +46,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _finite(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise JSONRefused(f"the number {text[:32]} is out of range (beyond a double's, about 1.8e308)")
-    return value
+    try:
+        return finite_float(text)
+    except OutOfRange as exc:
+        raise JSONRefused(f"the number {text[:32]} {exc}") from None
 
 
 def check_depth(data: bytes, max_depth: int) -> None:

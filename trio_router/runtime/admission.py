@@ -14,8 +14,8 @@ from ..errors import HTTPError
 Overflow = Literal["queue", "shed"]
 
 
-# What one suspended sync request costs, its connection included: ~21 KB of RSS measured from
-# outside (docs/benchmarks.md), with headroom for a handler's own frames and a small body.
+# What one suspended sync request costs, its connection included: ~16 KB of RSS measured from
+# outside (docs/benchmarks.md), doubled for a handler's own frames and a small body.
 REQUEST_BUDGET_BYTES = 32 * 1024
 MEMORY_SHARE = 4  # the handlers may take a quarter of the memory the process may use
 

@@ -115,8 +115,8 @@ def _secrets(config: dict[str, Any], field: str, list_ok: bool = False) -> tuple
         found.update({str(key): [] for key in inline})
     elif isinstance(inline, dict):
         for key, value in inline.items():
-            if not list_ok and not str(value).strip():
-                raise ValueError(f"{field} gives {str(key)!r} an empty secret (anyone could sign with it)")
+            if not list_ok:
+                _refuse_empty(str(value), field, str(key))
             found[str(key)] = [str(item) for item in value] if isinstance(value, list) else [str(value)]
     elif inline is not None:
         raise ValueError(f"{field} must be a {'list or ' if list_ok else ''}mapping")
@@ -134,12 +134,16 @@ def _secrets(config: dict[str, Any], field: str, list_ok: bool = False) -> tuple
                 key, colon, secret = item.partition(":")
                 if not colon:
                     raise ValueError(f"{env_name} must hold name:secret pairs separated by commas")
-                if not secret.strip():
-                    raise ValueError(f"{env_name} gives {key!r} an empty secret (anyone could sign with it)")
+                _refuse_empty(secret, str(env_name), key)
                 found[key] = [secret]
     if inline is None and env_name is None:
         raise ValueError(f"configure {field} or {field}_env")
     return found, missing
+
+
+def _refuse_empty(secret: str, source: str, name: str) -> None:
+    if not secret.strip():
+        raise ValueError(f"{source} gives {name!r} an empty secret (anyone could sign with it)")
 
 
 def _bearer(name: str, config: dict[str, Any]) -> tuple[Verifier, str | None]:
