@@ -115,5 +115,6 @@ async def test_response_validation_modes(
     if mode == "off":
         assert not logged
     else:
-        assert "body/n: 'not a number' is not of type 'integer'" in logged[0].getMessage()
+        assert "body/n: is not of type integer" in logged[0].getMessage()
+        assert "not a number" not in logged[0].getMessage()  # what a handler sends is never logged
         assert logged[0].levelno == (logging.ERROR if mode == "strict" else logging.WARNING)

@@ -117,7 +117,7 @@ async def test_a_catastrophic_pattern_is_decided_in_linear_time(tmp_path: Path, 
             body = await client.request("POST", "/lookup", body=json.dumps({"name": hostile}).encode(),
                                         headers=[("content-type", "application/json")])  # fmt: skip
         assert (query.status, body.status) == (400, 400)
-        assert "does not match '^(a+)+$'" in json.dumps(query.json()) + json.dumps(body.json())
+        assert "does not match ^(a+)+$" in json.dumps(query.json()) + json.dumps(body.json())
         assert (await client.request("POST", "/lookup?q=aaaa")).status == 200
         assert (await (await running.connect()).request("GET", "/ping")).status == 200
 

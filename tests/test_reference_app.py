@@ -86,7 +86,7 @@ async def test_the_discriminator_names_the_precise_problem(client: httpx.AsyncCl
     unknown = await client.post("/pets", json={"kind": "cow", "name": "Daisy"})
     assert unknown.status_code == 400
     assert problems(unknown) == [("body", "/kind")]
-    assert "'cow' is not one of cat, dog" in unknown.json()["errors"][0]["detail"]
+    assert "'cow' is not one of: cat, dog" in unknown.json()["errors"][0]["detail"]
     wrong_dog = await client.post("/pets", json={"kind": "dog", "name": "", "good_boy": 3})
     assert sorted(problems(wrong_dog)) == [("body", "/good_boy"), ("body", "/name")]
 

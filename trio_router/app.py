@@ -21,13 +21,14 @@ from typing import Any, Literal
 from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .errors import DropConnection, HTTPError
+from .http.answers import answer
 from .http.error_formats import error_format
 from .http.request import Request
-from .http.response import Response, coerce_response, problem
+from .http.response import Response, problem
 from .observability.metrics import RequestStats, declare_counter
+from .openapi.access import ReadOnlyMode
 from .openapi.document import SpecDocument, SpecError, SpecProblem
 from .openapi.operations import Operation, compile_operations
-from .openapi.responses import NOT_JSON
 from .routing import Match, Router
 from .streaming.event_stream import EventStream, event_stream_response, is_event_source
 from .streaming.guarded_answer import answers_guarded, guard_answer_async
@@ -88,6 +89,7 @@ class App:
         *,
         security: dict[str, dict[str, Any]] | None = None,
         response_validation: ResponseValidation = "strict",
+        read_only: ReadOnlyMode = "refuse",
         workers: int = 1,
     ) -> App:
         """An app serving every operation of ``spec`` with the functions of ``handlers``.
@@ -109,7 +111,7 @@ class App:
         except ValueError as exc:
             problems.append(SpecProblem("/x-error-format", str(exc)))
         schemes = {**getattr(handlers, "SECURITY", {}), **(security or {})}
-        for operation in compile_operations(document, handlers, schemes):
+        for operation in compile_operations(document, handlers, schemes, read_only):
             route = Route(
                 operation.method,
                 operation.path,
@@ -273,14 +275,11 @@ class App:
         if isinstance(result, EventStream) or (spec is not None and is_event_source(result)):
             return self._event_stream(spec, result, request)
         if spec is None:
-            return coerce_response(result)
-        response, value = spec.responses.coerce(result)
+            return answer(result)
+        response = spec.responses.answer(result)
         if answers_guarded(spec.guardrails):
-            encoded = response.body
-            response = await guard_answer_async(request, response, None if value is NOT_JSON else value)
-            if response.body is not encoded:
-                value = NOT_JSON  # the guardrails re-encoded it: validate what is sent
-        return self._checked(spec, response, value, request)
+            response = await guard_answer_async(request, response)
+        return self._checked(spec, response, request)
 
     def _event_stream(self, spec: Operation | None, result: object, request: Request) -> Response:
         """A generator becomes server-sent events, severed at the stream's deadline."""
@@ -291,7 +290,7 @@ class App:
             result = EventStream(result, status=spec.responses.success_status)  # type: ignore[arg-type]
         extension = spec.guardrails if spec is not None else None
         response = event_stream_response(result, request, grace=request.settings.linger_timeout, guardrails=extension)
-        return response if spec is None else self._checked(spec, response, NOT_JSON, request)
+        return response if spec is None else self._checked(spec, response, request)
 
     def _route(self, request: Request, found: Match[dict[str, Route]]) -> tuple[Route | None, dict[str, str]]:
         """The route for the request (None for an automatic OPTIONS answer) and its raw path parameters."""
@@ -321,11 +320,11 @@ class App:
             raise _MethodNotAllowed(request.method, "GET, HEAD, OPTIONS")
         return serve(request)
 
-    def _checked(self, spec: Operation, response: Response, value: Any, request: Request) -> Response:
+    def _checked(self, spec: Operation, response: Response, request: Request) -> Response:
         """``response`` if it matches the spec; per ``response_validation``, else a logged 500."""
         if self.response_validation == "off":
             return response
-        violations = list(spec.responses.violations(response, value))
+        violations = list(spec.responses.violations(response))
         if not violations:
             return response
         log.log(

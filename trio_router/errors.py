@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .http.headers import HeaderInput, encode_headers
+
 
 class DropConnection(Exception):
     """Raise it (from a handler or a stream's generator) to cut the connection at once, without
@@ -12,11 +14,12 @@ class DropConnection(Exception):
 
 
 class HTTPError(Exception):
-    """A request answered with an error status (a precise 4xx, or 503 when shedding load);
-    ``close`` says whether the connection must end after it.
+    """A request answered with an error status (a precise 4xx, or 503 when shedding load).
 
     Raised by the HTTP layer (limits, framing) and by apps; the connection turns it into
-    a problem+json response.
+    a problem+json response. The connection stays open for the next request unless ``close``
+    says it must end: the HTTP layer sets it where the input can no longer be trusted (broken
+    framing, a body too large to read past). ``headers``: a dict or (name, value) pairs.
     """
 
     def __init__(
@@ -24,13 +27,13 @@ class HTTPError(Exception):
         status: int,
         detail: str,
         *,
-        close: bool = True,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        close: bool = False,
+        headers: HeaderInput | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.close = close
-        self.headers = headers or []
+        self.headers = encode_headers(headers) if headers else []
         self.extra = extra  # further problem+json members (RFC 9457 extensions), e.g. ``errors``

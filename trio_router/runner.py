@@ -71,6 +71,7 @@ def _load_app(settings: Settings) -> App:
             module,
             security=settings.security,
             response_validation=settings.response_validation,
+            read_only=settings.read_only_requests,
             workers=settings.workers,
         )
     except SpecError as exc:

@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         description="Check responses against the spec: strict answers 500 and logs, warn only logs, off skips the"
         " check (strict suits development; warn or off saves its cost in production).",
     )
+    read_only_requests: Literal["refuse", "ignore"] = Field(
+        "refuse",
+        description="A request body sending a property the spec marks readOnly: refuse answers 400 naming it;"
+        " ignore drops it before validation, so the handler never sees it (clients that send back what they got).",
+    )
     openapi_path: str = Field(
         "/openapi.json", pattern=r"^(/\S*)?$", description="Where the spec is served as JSON; empty: not served."
     )

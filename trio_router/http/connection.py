@@ -181,7 +181,7 @@ class HTTPConnection:
         if self._fold_suspect:
             folded, self._fold_suspect = head_has_obs_fold(self.h11.trailing_data[0])
             if folded:
-                return HTTPError(400, OBS_FOLD_DETAIL)
+                return HTTPError(400, OBS_FOLD_DETAIL, close=True)
         try:
             return self.h11.next_event()  # type: ignore[return-value]
         except h11.RemoteProtocolError as exc:
@@ -295,7 +295,7 @@ class HTTPConnection:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise HTTPError(400, f"malformed request body: {exc}") from None
+                raise HTTPError(400, f"malformed request body: {exc}", close=True) from None
             if event is h11.NEED_DATA:
                 data = await self.transport.recv(self.settings.receive_bytes)
                 if not data:
@@ -304,7 +304,9 @@ class HTTPConnection:
             elif type(event) is h11.Data:
                 self._body_received += len(event.data)
                 if self._body_received > limit:
-                    raise HTTPError(413, f"request body exceeds the {self.settings.max_body_bytes}-byte limit")
+                    raise HTTPError(
+                        413, f"request body exceeds the {self.settings.max_body_bytes}-byte limit", close=True
+                    )
                 chunks.append(event.data)
             else:  # EndOfMessage
                 return chunks

@@ -64,9 +64,9 @@ def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_targ
         request_line = buffered if line_end < 0 else buffered[:line_end]
         parts = request_line.split(b" ", 2)
         if len(parts) >= 2 and len(parts[1]) > max_target_bytes:
-            return HTTPError(414, f"request target longer than {max_target_bytes} bytes")
-        return HTTPError(431, "request head too large")
-    return HTTPError(status, str(exc) or "malformed request")
+            return HTTPError(414, f"request target longer than {max_target_bytes} bytes", close=True)
+        return HTTPError(431, "request head too large", close=True)
+    return HTTPError(status, str(exc) or "malformed request", close=True)
 
 
 def request_headers(request: h11.Request) -> list[tuple[bytes, bytes]]:
@@ -97,7 +97,7 @@ def check_request_head(
     ``headers``: ``request_headers(request)``, if the caller has it already.
     """
     if len(request.target) > max_target_bytes:
-        raise HTTPError(414, f"request target longer than {max_target_bytes} bytes")
+        raise HTTPError(414, f"request target longer than {max_target_bytes} bytes", close=True)
     content_length: int | None = None
     chunked = False
     head_bytes = len(request.method) + len(request.target) + 12  # "M T HTTP/1.1\r\n" + final CRLF
@@ -111,11 +111,13 @@ def check_request_head(
         elif name in CLIENT_TIMEOUT_HEADERS:
             timeout_header = (name, value)
     if head_bytes > max_header_bytes:
-        raise HTTPError(431, "request head too large")
+        raise HTTPError(431, "request head too large", close=True)
     if chunked and content_length is not None:
-        raise HTTPError(400, "request has both Content-Length and Transfer-Encoding")
+        raise HTTPError(400, "request has both Content-Length and Transfer-Encoding", close=True)
     if content_length is not None and content_length > max_body_bytes:
-        raise HTTPError(413, f"request body of {content_length} bytes exceeds the {max_body_bytes}-byte limit")
+        raise HTTPError(
+            413, f"request body of {content_length} bytes exceeds the {max_body_bytes}-byte limit", close=True
+        )
     if chunked:
         return None, timeout_header
     return content_length or 0, timeout_header

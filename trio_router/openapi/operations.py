@@ -21,11 +21,12 @@ from ..security.policy import SecurityPolicy, build_verifier
 from ..security.verifiers import Verifier
 from ..streaming.guardrails.evaluator import GuardrailPolicy
 from ..streaming.guardrails.policy import GuardrailConfig, operation_policy
+from .access import ReadOnlyMode
 from .binding import BindingError, Invoke, find_handler, plan_call
 from .bodies import BodyDecoder, BodyError, MediaType, check_json_depth, decode_json, decoder_for, form_fields
 from .document import SpecDocument, SpecError, SpecProblem, child
 from .parameters import ABSENT, ParameterDecoder, ParameterError, compile_parameter, parse_query
-from .responses import DeclaredResponse, ResponseChecker
+from .responses import DeclaredResponse, ResponseChecker, is_json
 from .schemas import SchemaCompiler, violations
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -118,6 +119,7 @@ class Operation:
                 ) from None
             raise ValidationFailed([{"in": "body", "detail": str(exc)}]) from None
         if media.validator is not None:
+            media.validator.strip_read_only(*((shadow,) if shadow is value else (shadow, value)))
             errors = [
                 {"in": "body", "pointer": pointer, "detail": message}
                 for pointer, message in violations(media.validator, shadow)
@@ -160,6 +162,7 @@ class _Compiler:
     document: SpecDocument
     module: ModuleType
     security_config: dict[str, dict[str, Any]]
+    read_only: ReadOnlyMode
     schemas: SchemaCompiler = field(init=False)
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
@@ -168,7 +171,7 @@ class _Compiler:
     guardrails_base: GuardrailConfig = field(default_factory=GuardrailConfig)
 
     def __post_init__(self) -> None:
-        self.schemas = SchemaCompiler(self.document)
+        self.schemas = SchemaCompiler(self.document, self.read_only)
 
     def problem(self, uri_or_pointer: str, message: str) -> None:
         pointer = uri_or_pointer.partition("#")[2] if "#" in uri_or_pointer else uri_or_pointer
@@ -315,7 +318,10 @@ class _Compiler:
                 header, _ = self.document.resolve(raw_header, child(response_uri, "headers", header_name))
                 if header.get("required") and header_name.lower() != "content-type":
                     required.append(header_name.lower())
-            declared[status] = DeclaredResponse(status, media_types, tuple(required))
+            json_type = next((name for name in media_types if is_json(name)), None)
+            declared[status] = DeclaredResponse(
+                status, media_types, tuple(required), json_type.encode() if json_type else None
+            )
         successes = sorted(int(status) for status in declared if status.isdigit() and status.startswith("2"))
         return ResponseChecker(declared, successes[0] if successes else 200)
 
@@ -359,8 +365,12 @@ _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
 
 
 def compile_operations(
-    document: SpecDocument, module: ModuleType, security: dict[str, dict[str, Any]] | None = None
+    document: SpecDocument,
+    module: ModuleType,
+    security: dict[str, dict[str, Any]] | None = None,
+    read_only: ReadOnlyMode = "refuse",
 ) -> list[Operation]:
     """Every operation of ``document`` bound to ``module``, its security schemes verified as
-    ``security`` configures them (scheme name -> settings); SpecError lists all problems found."""
-    return _Compiler(document, module, security or {}).operations()
+    ``security`` configures them (scheme name -> settings), a request's readOnly properties
+    refused or ignored as ``read_only`` says; SpecError lists all problems found."""
+    return _Compiler(document, module, security or {}, read_only).operations()

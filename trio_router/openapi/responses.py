@@ -1,8 +1,9 @@
 """What a handler's result becomes, and whether it matches the operation's declared responses.
 
-A plain value is sent as JSON with the operation's single 2xx status; a ``Response`` is sent as
-given. Either is then checked against the spec (status declared, media type declared, JSON body
-valid, required headers present) according to the ``response_validation`` mode.
+What a handler returns is read by ``http.answers`` (a plain value is sent with the operation's
+lowest 2xx status, JSON typed with the JSON media type declared for its status); the response
+is then checked against the spec (status declared, media type declared, JSON body valid,
+required headers present) according to the ``response_validation`` mode.
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from pydantic import BaseModel
-
-from ..http.response import Response, coerce_response
+from ..http.answers import answer
+from ..http.response import NOT_JSON, Response
 from .multipart import header_params
 from .schemas import SchemaValidator, violations
-
-NOT_JSON: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +24,7 @@ class DeclaredResponse:
     status: str  # "200", "2XX", "default"
     media_types: dict[str, SchemaValidator | None]  # media type -> schema validator (None: no schema)
     required_headers: tuple[str, ...]  # lowercase
+    json_type: bytes | None  # the first JSON media type declared (what a JSON answer is typed as)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,23 +36,17 @@ class ResponseChecker:
         code = str(status)
         return self.by_status.get(code) or self.by_status.get(f"{code[0]}XX") or self.by_status.get("default")
 
-    def coerce(self, result: object) -> tuple[Response, Any]:
-        """The response for a handler's result, and the value its JSON body encodes (NOT_JSON if
-        none was encoded here), so validation need not parse back what was just serialised."""
-        if isinstance(result, BaseModel):
-            result = result.model_dump(mode="json")
-        if isinstance(result, Response):
-            return result, NOT_JSON
-        if result is None and self.success_status != 204:
-            return Response.json(None, status=self.success_status), None
-        response = coerce_response(result)
-        if response.status == 200 and self.success_status != 200:
-            response.status = self.success_status
-        return response, result if isinstance(result, dict | list) else NOT_JSON
+    def answer(self, result: object) -> Response:
+        """The response for a handler's result (see http/answers.py)."""
+        return answer(result, self.success_status, self.json_type)
 
-    def violations(self, response: Response, value: Any = None) -> Iterator[str]:
-        """Each way ``response`` breaks the spec, in words for the log; ``value``: what its JSON
-        body encodes, if known (else NOT_JSON and the body is parsed)."""
+    def json_type(self, status: int) -> bytes | None:
+        declared = self.declared_for(status)
+        return declared.json_type if declared is not None else None
+
+    def violations(self, response: Response) -> Iterator[str]:
+        """Each way ``response`` breaks the spec, in words for the log (never a value: JSON
+        Schema messages quote them, so only the pointer and the rule are logged)."""
         declared = self.declared_for(response.status)
         if declared is None:
             yield f"status {response.status} is not declared ({', '.join(self.by_status)} are)"
@@ -78,15 +70,16 @@ class ResponseChecker:
         if not found:
             yield f"Content-Type {media_type!r} is not declared for {response.status}"
             return
-        if validator is None or response.stream is not None or not _is_json(media_type):
+        if validator is None or response.stream is not None or not is_json(media_type):
             return
+        value = response.value
         if value is NOT_JSON:
             try:
                 value = json.loads(response.body)
             except ValueError:
                 yield "the body is not valid JSON"
                 return
-        for pointer, message in violations(validator, value):
+        for pointer, message in violations(validator, value, quote=False):
             yield f"body{pointer or ' '}: {message}"
 
 
@@ -103,5 +96,5 @@ def _match_media(declared: dict[str, SchemaValidator | None], media_type: str) -
     return None, False
 
 
-def _is_json(media_type: str) -> bool:
+def is_json(media_type: str) -> bool:
     return media_type == "application/json" or media_type.endswith("+json")

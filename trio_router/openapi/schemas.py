@@ -9,8 +9,9 @@ stay references, resolved through a registry holding every file of the spec.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urldefrag, urljoin
 
 import jsonschema_rs
@@ -20,7 +21,9 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
+from .access import BRANCHES, Direction, ReadOnlyMode, engine_access, strip_read_only, uses_access, with_access_rules
 from .document import SpecDocument, SpecError, SpecProblem, pointer_of
+from .messages import describe, quoted
 from .patterns import (
     LINEAR,
     LITERAL_KEYWORDS,
@@ -30,15 +33,15 @@ from .patterns import (
     with_linear_regex_format,
 )
 
-Direction = Literal["request", "response"]
 
-_LINEAR_31 = with_linear_patterns(oas.OAS31Validator)
-_VALIDATORS: dict[tuple[str, Direction], Any] = {
-    ("3.0", "request"): with_linear_patterns(oas.OAS30WriteValidator),
-    ("3.0", "response"): with_linear_patterns(oas.OAS30ReadValidator),
-    ("3.1", "request"): _LINEAR_31,
-    ("3.1", "response"): _LINEAR_31,
-}
+@functools.cache
+def _validator_class(version: str, direction: Direction, read_only: ReadOnlyMode) -> Any:
+    """jsonschema's class for one dialect and direction: the linear regex engine and the
+    readOnly/writeOnly rules (access.py) on OpenAPI's 3.0 or 3.1 vocabulary."""
+    base = oas.OAS30Validator if version == "3.0" else oas.OAS31Validator
+    return with_access_rules(with_linear_patterns(base), direction, read_only)
+
+
 _FORMATS = {
     "3.0": with_linear_regex_format(oas.oas30_format_checker),
     "3.1": with_linear_regex_format(oas.oas31_format_checker),
@@ -52,14 +55,23 @@ class SchemaValidator:
     that they accept and reject the same instances for every schema of the shipped specs. Error
     messages always come from jsonschema, and only once a request has been found invalid."""
 
-    __slots__ = ("engine", "is_valid", "iter_errors", "reference", "schema")
+    __slots__ = ("engine", "is_valid", "iter_errors", "reference", "schema", "strips_read_only")
 
-    def __init__(self, reference: Validator, fast: Any | None) -> None:
+    def __init__(self, reference: Validator, fast: Any | None, strips_read_only: bool = False) -> None:
         self.reference = reference
         self.schema: Any = reference.schema
         self.iter_errors = reference.iter_errors
         self.is_valid = fast.is_valid if fast is not None else reference.is_valid
         self.engine = "jsonschema-rs" if fast is not None else "jsonschema"
+        # read_only="ignore": a request's readOnly properties are removed before validation
+        self.strips_read_only = strips_read_only
+
+    def strip_read_only(self, *values: Any) -> None:
+        """Remove the readOnly properties from each of ``values`` (the body and what the
+        validator sees of it, when they differ), if this validator is told to."""
+        if self.strips_read_only:
+            for value in values:
+                strip_read_only(value, self.schema)
 
 
 def _fast_engine_applies(schema: Any, version: str) -> bool:
@@ -90,8 +102,9 @@ def _has_keyword(schema: Any, keywords: tuple[str, ...], map_keyword: str) -> bo
 class SchemaCompiler:
     """Makes validators for schemas found anywhere in one spec."""
 
-    def __init__(self, document: SpecDocument) -> None:
+    def __init__(self, document: SpecDocument, read_only: ReadOnlyMode = "refuse") -> None:
         self.document = document
+        self.read_only: ReadOnlyMode = read_only
         self._specification = DRAFT4 if document.version == "3.0" else DRAFT202012
         self._cache: dict[tuple[str, Direction], SchemaValidator] = {}
 
@@ -101,7 +114,7 @@ class SchemaCompiler:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        validator_class = _VALIDATORS[self.document.version, direction]
+        validator_class = _validator_class(self.document.version, direction, self.read_only)
         inlined = self.inline(schema, uri)
         if _has_keyword(inlined, (), "patternProperties") and _has_keyword(inlined, (), "unevaluatedProperties"):
             where = urldefrag(uri)[1]
@@ -115,11 +128,14 @@ class SchemaCompiler:
             inlined, registry=self._registry(), format_checker=_FORMATS[self.document.version]
         )
         fast = (
-            jsonschema_rs.Draft202012Validator(engine_schema(inlined), pattern_options=LINEAR)
+            jsonschema_rs.Draft202012Validator(
+                engine_schema(engine_access(inlined, direction, self.read_only)), pattern_options=LINEAR
+            )
             if _fast_engine_applies(inlined, self.document.version)
             else None
         )
-        validator = self._cache[key] = SchemaValidator(reference, fast)
+        strips = direction == "request" and self.read_only == "ignore" and uses_access(inlined)
+        validator = self._cache[key] = SchemaValidator(reference, fast, strips)
         return validator
 
     def inline(self, schema: Any, uri: str, active: frozenset[str] = frozenset()) -> Any:
@@ -197,19 +213,16 @@ _UNEVALUATED_PATTERNS = (
 _SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
 
 
-# Where an inlined schema remembers its discriminator's branches (an unknown keyword: ignored by validators).
-BRANCHES = "x-trio-router-branches"
-
-
-def violations(validator: SchemaValidator, value: Any) -> Iterator[tuple[str, str]]:
-    """(JSON pointer into ``value``, message) for each violation, as precise as possible."""
+def violations(validator: SchemaValidator, value: Any, quote: bool = True) -> Iterator[tuple[str, str]]:
+    """(JSON pointer into ``value``, message) for each violation, as precise as possible; the
+    messages quote offending values unless ``quote`` is false (for logs: messages.py)."""
     if validator.is_valid(value):
         return
     for error in validator.iter_errors(value):
-        yield from _explain(error)
+        yield from _explain(error, quote)
 
 
-def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
+def _explain(error: ValidationError, quote: bool) -> Iterator[tuple[str, str]]:
     """A oneOf/anyOf with a discriminator fails as "not valid under any of the given schemas";
     say instead what is wrong with the branch the discriminator selects."""
     schema = error.schema
@@ -220,34 +233,17 @@ def _explain(error: ValidationError) -> Iterator[tuple[str, str]]:
             name = discriminator.get("propertyName", "")
             where = pointer_of([*error.absolute_path, name])
             chosen = error.instance.get(name)
+            options = ", ".join(sorted(branches))
             if chosen is None:
-                yield where, f"{name!r} is required (one of {', '.join(sorted(branches))})"
+                yield where, f"{name!r} is required (one of: {options})"
                 return
             index = branches.get(str(chosen))
             if index is None:
-                yield where, f"{chosen!r} is not one of {', '.join(sorted(branches))}"
+                yield where, f"{quoted(chosen) if quote else 'the value'} is not one of: {options}"
                 return
             in_branch = [sub for sub in error.context or () if sub.relative_schema_path[0] == index]
             if in_branch:
                 for sub in in_branch:
-                    yield from _explain(sub)
+                    yield from _explain(sub, quote)
                 return
-    yield pointer_of(list(error.absolute_path)), briefly(error.message, error.instance)
-
-
-QUOTE_LIMIT = 64  # characters of an offending value a message quotes
-
-
-def briefly(message: str, instance: Any) -> str:
-    """``message`` with a long quoted value cut to ``QUOTE_LIMIT`` characters and its size: a
-    5,000-character value would otherwise come back once per error, a few times the request."""
-    quoted = repr(instance)
-    if len(quoted) <= QUOTE_LIMIT or quoted not in message:
-        return message[: QUOTE_LIMIT * 8]
-    if isinstance(instance, str):
-        size = f"{len(instance)} characters"
-    elif isinstance(instance, list | dict):
-        size = f"{len(instance)} {'items' if isinstance(instance, list) else 'members'}"
-    else:
-        size = f"{len(quoted)} characters"
-    return message.replace(quoted, f"{quoted[:QUOTE_LIMIT]}... ({size})", 1)[: QUOTE_LIMIT * 8]
+    yield pointer_of(list(error.absolute_path)), describe(error, quote)

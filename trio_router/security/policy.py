@@ -171,6 +171,13 @@ def _bearer(name: str, config: dict[str, Any]) -> tuple[Verifier, str | None]:
                 public_key = file.read()
         except OSError as exc:
             raise ValueError(f"security scheme {name!r}: cannot read {public_key_file}: {exc.strerror}") from None
+    if "algorithms" not in options:
+        if secret is None:
+            raise ValueError(
+                f'security scheme {name!r}: say which algorithms its tokens may use (algorithms = ["RS256"], say);'
+                " with a public key or JWKS they are never guessed, nor taken from the token"
+            )
+        options["algorithms"] = ["HS256"]  # a shared secret only signs HMAC tokens; the token's alg is still checked
     try:
         return BearerJWTVerifier(name, secret=secret, public_key=public_key, jwks_url=jwks_url, **options), missing
     except (TypeError, ValueError) as exc:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from ..http.request import Request
-from ..http.response import Response
+from ..http.response import NOT_JSON, Response
 from ..runtime.bridge import in_handler, sleep
 from .guardrails.answers import SLICE, check_answer
 from .guardrails.evaluator import Verdict
@@ -47,6 +47,8 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
     if policy is None or not 200 <= response.status < 300 or not _is_json(response):
         return response
     if value is None:
+        value = response.value
+    if value is NOT_JSON:
         try:
             value = json.loads(response.body)
         except (ValueError, RecursionError):
@@ -56,6 +58,7 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
     export_verdicts(request, checked.verdicts)
     if checked.changed:
         response.body = json.dumps(checked.value, separators=(",", ":"), ensure_ascii=False).encode()
+        response.value = checked.value
     return response
 
 
