@@ -38,7 +38,10 @@ def answer(result: object, success_status: int | None = None, json_type: JsonTyp
     headers: Any = None
     if type(result) is tuple:
         result, status, headers = _unpack(result)
-    if isinstance(result, Response):
+    kind = type(result)
+    if kind is dict or kind is list:  # the common answer first
+        response = Response(result, status or success_status or 200, headers or ())
+    elif isinstance(result, Response):
         response = result if status is None and headers is None else _amended(result, status, headers)
     elif result is None:
         if status is not None or success_status in (None, 204):

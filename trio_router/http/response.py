@@ -43,11 +43,15 @@ class Response:
         stream: AsyncIterable[bytes] | None = None,
         upgrade: Upgrade | None = None,
     ) -> None:
-        self.status = checked_status(status)
+        self.status = status if type(status) is int and 100 <= status <= 599 else checked_status(status)
         self.headers: Headers = encode_headers(headers) if headers else []
         self.value: Any = NOT_JSON  # the JSON value ``body`` encodes, when encoded here (spares parsing it back)
-        if type(body) is bytes:
+        kind = type(body)
+        if kind is bytes:
             self.body = body
+        elif kind is dict or kind is list:  # the common answer, ahead of the isinstance checks
+            self.value, self.body = encode_json(body)
+            self.default_type(_JSON)
         elif isinstance(body, str):
             self.body = body.encode()
             if body:  # Flask's ("", 204) has no content to type
@@ -67,7 +71,7 @@ class Response:
 
     def default_type(self, content_type: tuple[bytes, bytes]) -> None:
         """Give the body ``content_type`` unless the author's headers already typed it."""
-        if not any(name == b"content-type" for name, _ in self.headers):
+        if not self.headers or not any(name == b"content-type" for name, _ in self.headers):
             self.headers.append(content_type)
 
     @property

@@ -323,7 +323,8 @@ class _Compiler:
                 status, media_types, tuple(required), json_type.encode() if json_type else None
             )
         successes = sorted(int(status) for status in declared if status.isdigit() and status.startswith("2"))
-        return ResponseChecker(declared, successes[0] if successes else 200)
+        own_json_type = any(item.json_type not in (None, b"application/json") for item in declared.values())
+        return ResponseChecker(declared, successes[0] if successes else 200, own_json_type)
 
     def security(self, spec: dict[str, Any]) -> tuple[SecurityRequirement, ...]:
         requirements = spec.get("security", self.document.root.get("security")) or []

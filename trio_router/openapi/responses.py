@@ -31,6 +31,7 @@ class DeclaredResponse:
 class ResponseChecker:
     by_status: dict[str, DeclaredResponse]
     success_status: int  # what a plain return value is sent with
+    own_json_type: bool  # some status declares a JSON media type other than application/json
 
     def declared_for(self, status: int) -> DeclaredResponse | None:
         code = str(status)
@@ -38,7 +39,7 @@ class ResponseChecker:
 
     def answer(self, result: object) -> Response:
         """The response for a handler's result (see http/answers.py)."""
-        return answer(result, self.success_status, self.json_type)
+        return answer(result, self.success_status, self.json_type if self.own_json_type else None)
 
     def json_type(self, status: int) -> bytes | None:
         declared = self.declared_for(status)
