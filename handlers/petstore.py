@@ -105,7 +105,7 @@ def get_pet(pet_id: int) -> Pet:
 
 def replace_pet(pet_id: int, body: dict[str, Any]) -> Pet:
     owner = _pet(pet_id).get("owner_id")
-    _pets[pet_id] = {"id": pet_id, **body, "owner_id": owner}
+    _pets[pet_id] = {"id": pet_id, **body} | ({"owner_id": owner} if owner is not None else {})
     return _pets[pet_id]
 
 

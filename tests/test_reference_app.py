@@ -289,3 +289,17 @@ async def test_a_form_with_more_fields_than_max_form_fields_is_refused_before_pa
     )
     assert multipart.status_code == 413
     assert (await client.get("/pets")).status_code == 200
+
+
+async def test_a_form_field_given_twice_is_refused_unless_it_is_an_array(client: httpx.AsyncClient) -> None:
+    """As a query parameter: a declared non-array field given twice is a 400 (no value silently
+    wins); an array field collects its values."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    twice = await client.post("/owners", content=b"name=Ann&name=Bob", headers=form)
+    assert twice.status_code == 400
+    assert (
+        twice.json()["errors"][0]["detail"] == "the form field 'name' is given more than once, and it is not an array"
+    )
+    pets = [(await client.post("/pets", json={"kind": "cat", "name": n})).json()["id"] for n in ("A", "B")]
+    collected = await client.post("/owners", content=f"name=Ann&pet_ids={pets[0]}&pet_ids={pets[1]}", headers=form)
+    assert collected.status_code == 201 and collected.json()["pet_ids"] == pets

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -18,6 +19,7 @@ from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .http.server import Server, bind_listener, listener_url
 from .openapi.document import SpecError
+from .openapi.served import with_error_responses
 from .settings import Settings
 
 log = logging.getLogger("trio_router")
@@ -33,11 +35,20 @@ def load_app(settings: Settings) -> App:
     """The app ``settings`` describe, with its CORS policy and the built-in endpoints."""
     app = _load_app(settings)
     app.cors = CorsPolicy.from_settings(settings)
-    app.builtins = BuiltinEndpoints(settings, app.document.root if app.document is not None else None)
+    app.builtins = BuiltinEndpoints(settings, served_document(app, settings))
     for path in app.builtins.paths:
         if app.shadowed(path):
             log.warning("built-in endpoint %s is not served: a route of the app matches it", path)
     return app
+
+
+def served_document(app: App, settings: Settings) -> dict[str, Any] | None:
+    """The spec as /openapi.json serves it: with the server's own error answers declared."""
+    if app.document is None:
+        return None
+    if not settings.openapi_error_responses:
+        return app.document.root
+    return with_error_responses(app.document.root, (route.spec for route in app.routes if route.spec is not None))
 
 
 def _load_app(settings: Settings) -> App:

@@ -210,6 +210,12 @@ class Settings(BaseSettings):
     openapi_path: str = Field(
         "/openapi.json", pattern=r"^(/\S*)?$", description="Where the spec is served as JSON; empty: not served."
     )
+    openapi_error_responses: bool = Field(
+        True,
+        description="Declare the server's own error answers (400, 401/403, 413/415, 500/503/504 in problem+json"
+        " or the spec's x-error-format) in the served spec, where the spec does not declare them; the file is"
+        " never changed.",
+    )
     openapi_yaml_path: str = Field(
         "/openapi.yaml", pattern=r"^(/\S*)?$", description="Where the spec is served as YAML; empty: not served."
     )

@@ -150,15 +150,22 @@ def _is_binary(schema: Any) -> bool:
 
 
 def _fields(pairs: list[tuple[str, str]], schema: Any) -> dict[str, Any]:
-    """Form fields as an object: repeated names become lists where the schema wants an array."""
+    """Form fields as an object: repeated names become lists where the schema wants an array (or
+    says nothing of the field); a field declared otherwise and given twice is a 400, as a query
+    parameter is, rather than one of its values silently winning."""
     fields: dict[str, Any] = {}
     for name, text in pairs:
         field_schema = property_schema(schema, name)
         try:
             if "array" in schema_types(field_schema):
                 fields.setdefault(name, []).append(coerce_text(text, item_schema(field_schema)))
-            else:
+            elif name not in fields:
                 fields[name] = coerce_text(text, field_schema)
+            elif field_schema:
+                raise BodyError(400, f"the form field {name!r} is given more than once, and it is not an array")
+            else:
+                held = fields[name]
+                fields[name] = [*(held if isinstance(held, list) else [held]), coerce_text(text, field_schema)]
         except OutOfRange as exc:
             raise BodyError(400, f"the form field {name!r} {exc}") from None
     return fields
