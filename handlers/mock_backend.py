@@ -15,10 +15,11 @@ import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from trio_router import DropConnection, Event, HTTPError, Request, sleep
+
+from . import spec_path
 
 
 @dataclass
@@ -34,7 +35,7 @@ class MockConfig:
     fault: str | None = None  # applied to every request without its own X-Mock-Fault
 
 
-SPEC = Path(__file__).resolve().parent.parent / "specs" / "mock_backend.yaml"
+SPEC = spec_path("mock_backend.yaml")
 CONFIG = MockConfig()
 _ids = itertools.count(1)
 

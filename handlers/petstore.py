@@ -7,20 +7,40 @@ handlers hold only the store's logic. Some take the request, most declare keywor
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
 from collections.abc import Iterator
 from itertools import count
 from typing import Any
 
-from trio_router import Event, HTTPError, Request, Response, UploadedFile, WebSocket
+from trio_router import App, Event, HTTPError, Request, Response, UploadedFile, WebSocket
 
 Pet = dict[str, Any]
+log = logging.getLogger(__name__)
 
-# How the spec's security schemes are verified. The secrets come from the environment; with a
-# variable unset the scheme refuses everyone (the server still starts, and says so).
+# How the spec's security schemes are verified: the secrets come from the environment. Without
+# them (a first `trio-router run`) this run makes its own, in the environment so that --workers
+# processes share them: one API key, logged at startup so the secured operations can be tried,
+# and a random JWT secret (no token passes until you set one).
+_RUN_KEY = None
+if "PETSTORE_API_KEYS" not in os.environ:
+    _RUN_KEY = os.environ["PETSTORE_API_KEYS"] = secrets.token_urlsafe(18)
+_RANDOM_JWT_SECRET = "PETSTORE_JWT_SECRET" not in os.environ
+if _RANDOM_JWT_SECRET:
+    os.environ["PETSTORE_JWT_SECRET"] = secrets.token_hex(32)
 SECURITY = {
     "ApiKeyAuth": {"keys_env": "PETSTORE_API_KEYS"},
     "BearerAuth": {"secret_env": "PETSTORE_JWT_SECRET", "algorithms": ["HS256"]},
 }
+
+
+def setup(app: App) -> None:
+    if _RUN_KEY is not None:
+        log.info("PETSTORE_API_KEYS is not set: this run accepts the API key %s (X-API-Key)", _RUN_KEY)
+    if _RANDOM_JWT_SECRET:
+        log.info("PETSTORE_JWT_SECRET is not set: no bearer token is accepted until it is")
+
 
 _pets: dict[int, Pet] = {1: {"id": 1, "kind": "dog", "name": "Rex", "tag": "good", "good_boy": True}}
 _photos: dict[int, tuple[dict[str, Any], bytes]] = {}

@@ -25,11 +25,15 @@ pytestmark = pytest.mark.slow
 
 class ServerProcess:
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ("run", "--port", "0")
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("run", "--port", "0"),
+        cwd: Path = ROOT,
     ) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trio_router", *command, *args],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stderr=subprocess.PIPE,
             text=True,
@@ -159,8 +163,10 @@ def test_busy_port_is_one_clear_line() -> None:
         (["--port", "70000"], {}, "invalid setting --port / TRIO_ROUTER_PORT"),
         (["--request-timeout", "soon"], {}, "invalid setting --request-timeout"),
         ([], {"TRIO_ROUTER_WORKERS": "0"}, "invalid setting --workers / TRIO_ROUTER_WORKERS"),
-        (["--handlers", "no_such_module"], {}, "cannot import handlers module 'no_such_module'"),
+        (["--handlers", "no_such_module"], {}, "no handlers module 'no_such_module'"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
+        (["--handlers", "handlers/gateway.py"], {}, "drop the .py (--handlers handlers.gateway)"),
+        (["--spec", "specs/gateway.yaml"], {}, "--spec specs/gateway.yaml needs the handlers it is served with"),
         (["--handlers", "tests.conflict_app"], {}, "'/pets/{pet_id}' and '/pets/{name}' match the same paths"),
         (["--config", "/nonexistent/server.toml"], {}, "cannot read config file /nonexistent/server.toml"),
         (["--guardrails", '{"blocked": [{"name": "x", "pattern": "a+"}]}'], {}, "'x' can match text of unbounded"),
@@ -285,3 +291,21 @@ def test_metrics_add_up_across_workers() -> None:
         # Whichever worker answers, it reports the requests both served.
         assert [pid_requests() for _ in range(6)] == [sent] * 6
         assert server.stop() == 0
+
+
+def test_a_handlers_module_that_fails_to_import_is_one_line_with_its_place(tmp_path: Path) -> None:
+    (tmp_path / "loans_app.py").write_text("import os\n\n\ndef list_loans():\n    return []\n\nRATE = undefined_rate\n")
+    command = [sys.executable, "-m", "trio_router", "check", "--spec", str(ROOT / "specs" / "petstore.yaml")]
+    quiet = subprocess.run(
+        [*command, "--handlers", "loans_app"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert quiet.returncode == 1
+    assert quiet.stderr.strip() == (
+        "trio-router: cannot import handlers 'loans_app':"
+        " NameError: name 'undefined_rate' is not defined (loans_app.py:7)"
+    )
+    debug = subprocess.run(
+        [*command, "--handlers", "loans_app", "--log-level", "debug"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Traceback" in debug.stderr and "undefined_rate" in debug.stderr

@@ -160,12 +160,13 @@ async def test_refs_across_files_and_openapi_30_nullable(tmp_path: Path) -> None
 def test_check_and_routes_commands(tmp_path: Path) -> None:
     checked = run_cli("check")
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith("ok: 21 operations served by handlers.petstore")
+    assert checked.stdout.startswith("ok: 21 operations served by the petstore app")
     table = run_cli("routes").stdout.splitlines()
     assert table[0].split() == ["METHOD", "PATH", "OPERATION", "SECURITY", "HANDLER"]
-    assert "GET /pets/{pet_id} get_pet - handlers.petstore:get_pet" in [" ".join(line.split()) for line in table]
+    listed = [" ".join(line.split()) for line in table]
+    assert "GET /pets/{pet_id} get_pet - trio_router_apps.petstore:get_pet" in listed
     bad = write_spec(tmp_path, {"/x": {"get": {"operationId": "nowhere", "responses": OK}}})
-    refused = run_cli("check", "--spec", str(bad))
+    refused = run_cli("check", "--spec", str(bad), "--handlers", "handlers.petstore")
     assert refused.returncode == 1
     assert "#/paths/~1x/get: no handler: handlers.petstore has no function 'nowhere'" in refused.stderr
 
@@ -197,3 +198,48 @@ async def test_conflicting_paths_stop_startup_and_declared_options_win(tmp_path:
         assert (await client.options("/things")).json() == {"custom": 1}
         head = await client.head("/things")
         assert (head.status_code, head.content) == (200, b"")
+
+
+def test_a_fault_in_a_shared_schema_is_reported_once_where_it_is_written(tmp_path: Path) -> None:
+    uses = {"application/json": {"schema": {"$ref": "#/components/schemas/Pet"}}}
+    answer = {"200": {"description": "ok", "content": uses}}
+    paths = {f"/{name}": {"get": {"operationId": name, "responses": answer}} for name in ("a", "b", "c")}
+    schemas = {"Pet": {"type": "object", "properties": {"owner": {"$ref": "#/components/schemas/Owner"}}}}
+    spec = write_spec(tmp_path, paths, components={"schemas": schemas})
+    handlers = module(a=lambda: {}, b=lambda: {}, c=lambda: {})
+    assert problems_of(spec, handlers) == [
+        "#/components/schemas/Pet/properties/owner: $ref '#/components/schemas/Owner' points at nothing"
+    ]
+    for version in ("3.1.0", "3.0.3"):
+        typo = {"Pet": {"type": "strin"}}
+        spec = write_spec(tmp_path, paths, version, components={"schemas": typo})
+        types_listed = (
+            "array, boolean, integer, null, number, object, string"
+            if version == "3.1.0"
+            else ("array, boolean, integer, number, object, string")
+        )
+        assert problems_of(spec, handlers) == [
+            f"#/components/schemas/Pet/type: {'invalid schema: ' if version == '3.1.0' else ''}'strin' is not a"
+            f" JSON Schema type (one of: {types_listed})"
+        ]
+
+
+def test_an_unknown_http_scheme_is_named_as_such(tmp_path: Path) -> None:
+    schemes = {"jwt": {"type": "http", "scheme": "bearr", "bearerFormat": "JWT"}}
+    spec = write_spec(tmp_path, {}, components={"securitySchemes": schemes})
+    with pytest.raises(SpecError) as caught:
+        SpecDocument.load(spec)
+    [problem] = caught.value.problems
+    assert problem.pointer == "/components/securitySchemes/jwt/scheme"
+    assert problem.message.startswith("'bearr' is not an HTTP authentication scheme (did you mean bearer?)")
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column_on_one_line(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("openapi: 3.1.0\ninfo: {title: t\n  version: 1\npaths: {}\n")
+    refused = run_cli("check", "--spec", str(spec), "--handlers", "handlers.petstore")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"trio-router: spec {spec} cannot be served with handlers.petstore: {spec}:3:10: not valid YAML:"
+        " expected ',' or '}', but got ':' (while parsing a flow mapping)"
+    )

@@ -97,3 +97,17 @@ async def test_a_request_invalid_in_one_parameter_is_a_400_naming_it(data: st.Da
     assert reply.status_code == 400, (invalid, reply.text)
     named = {(error["in"], error.get("name")) for error in reply.json()["errors"]}
     assert (invalid.location, invalid.name) in named, (invalid.request.url, reply.text)
+
+
+async def test_the_client_has_every_method_docs_testing_promises() -> None:
+    async with TestClient(fresh_app()) as client:
+        created = await client.post("/pets", json={"kind": "cat", "name": "Tom"}, headers=CREDENTIALS)
+        where = created.headers["location"]
+        assert (await client.put(where, json={"kind": "cat", "name": "Tim"}, headers=CREDENTIALS)).json()[
+            "name"
+        ] == "Tim"
+        assert (await client.patch(where, json={"name": "Tam"}, headers=CREDENTIALS)).json()["name"] == "Tam"
+        assert (await client.head(where)).status_code == 200
+        assert "GET" in (await client.options(where)).headers["allow"]
+        assert (await client.delete(where, headers=CREDENTIALS)).status_code == 204
+        assert (await client.get(where)).status_code == 404

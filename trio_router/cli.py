@@ -115,9 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(measure_suspended_handlers(args.count).render())
         return 0
     if args.command == "usage":
-        from handlers.gateway.tenancy.usage_report import run as usage_report  # the gateway's, loaded on use
+        from trio_router_apps.gateway.tenancy.usage_report import run as usage_report  # the gateway's, on use
 
-        return usage_report(args)
+        code: int = usage_report(args)
+        return code
     if args.command == "mock-backend":
         configure_logging(Settings.model_validate({}))
         try:
@@ -137,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = load_app(settings)
         if args.command == "check":
-            print(f"ok: {len(app.routes)} operations served by {settings.handlers}" + _spec_of(app))
+            served_by = settings.handlers or f"the {settings.app or 'petstore'} app"
+            print(f"ok: {len(app.routes)} operations served by {served_by}" + _spec_of(app))
             return 0
         if args.command == "routes":
             print(route_table(app))

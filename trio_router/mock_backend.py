@@ -5,9 +5,6 @@ convention gateways probe)."""
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import sys
 
 from .http.server import bind_listener
 from .runner import AppLoadError, load_app, run_process
@@ -33,14 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.fail_rate <= 1 or args.tokens_per_second < 0 or not 0 < args.port < 65535:
         raise AppLoadError("mock-backend: --fail-rate must be in 0..1, --tokens-per-second >= 0, --port < 65535")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        handlers = importlib.import_module("handlers.mock_backend")
-    except ImportError as exc:
-        raise AppLoadError(
-            f"mock-backend: cannot import handlers.mock_backend (run from the repository): {exc}"
-        ) from None
+    from trio_router_apps import mock_backend as handlers  # the shipped app, configured from the flags
+
     models = [model.strip() for model in args.models.split(",") if model.strip()]
     handlers.configure(
         handlers.MockConfig(
@@ -56,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     )
     spec = handlers.SPEC
     settings = Settings.model_validate(
-        {"host": args.host, "port": args.port, "handlers": "handlers.mock_backend", "spec": str(spec),
+        {"host": args.host, "port": args.port, "handlers": "trio_router_apps.mock_backend", "spec": str(spec),
          "access_log": args.access_log}
     )  # fmt: skip
     app = load_app(settings)

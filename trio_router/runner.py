@@ -9,7 +9,10 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import trio
@@ -18,7 +21,7 @@ from .app import App
 from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
 from .http.server import Server, bind_listener, listener_url
-from .openapi.document import SpecError
+from .openapi.document import SpecError, SpecProblem
 from .openapi.served import with_error_responses
 from .settings import Settings
 
@@ -38,7 +41,7 @@ def load_app(settings: Settings) -> App:
     app.builtins = BuiltinEndpoints(settings, served_document(app, settings))
     for path in app.builtins.paths:
         if app.shadowed(path):
-            log.warning("built-in endpoint %s is not served: a route of the app matches it", path)
+            log.info("built-in endpoint %s is left to the app's own route there", path)
     return app
 
 
@@ -57,28 +60,31 @@ def _load_app(settings: Settings) -> App:
 
     The module is imported from the working directory first, as users expect.
     """
-    module_name = settings.handlers
+    if settings.spec is not None and settings.handlers is None:
+        raise AppLoadError(
+            f"--spec {settings.spec} needs the handlers it is served with: name their module (--handlers mymodule)"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AppLoadError(f"cannot import handlers module {module_name!r}: {exc}") from None
-    except ValueError as exc:  # routes that cannot be served: a bad template, a conflict, a duplicate
-        raise AppLoadError(f"handlers module {module_name!r}: {exc}") from None
+    if settings.handlers is None:  # a shipped app: --app, or the Pet Store by default
+        shipped = SHIPPED_APPS[settings.app or "petstore"]
+        module_name, spec = f"trio_router_apps.{shipped[0]}", str(_shipped_spec(shipped[1]))
+    else:
+        module_name, spec = settings.handlers, settings.spec  # type: ignore[assignment]
+    module = _import_handlers(module_name)
     app = getattr(module, "app", None)
     if isinstance(app, App):
-        if settings.spec != Settings.model_fields["spec"].default:
+        if settings.spec is not None:
             raise AppLoadError(
                 f"handlers module {module_name!r} builds its own `app`, so --spec {settings.spec} would be ignored;"
                 " drop one of them"
             )
         return app
-    if not settings.spec:
+    if not spec:
         raise AppLoadError(f"handlers module {module_name!r} has no `app` and no spec is given (--spec)")
     try:
         return App.from_spec(
-            settings.spec,
+            spec,
             module,
             security=settings.security,
             response_validation=settings.response_validation,
@@ -86,13 +92,66 @@ def _load_app(settings: Settings) -> App:
             workers=settings.workers,
         )
     except SpecError as exc:
-        count = len(exc.problems)
-        listing = "\n".join(f"  {problem}" for problem in exc.problems)
-        raise AppLoadError(
-            f"spec {settings.spec} cannot be served with {module_name} ({count} problem{'s' * (count > 1)}):\n{listing}"
-        ) from None
+        raise AppLoadError(_spec_refusal(spec, module_name, exc.problems)) from None
     except ValueError as exc:  # the module's setup(app) refused: a bad configuration
         raise AppLoadError(f"handlers module {module_name!r} cannot start: {exc}") from None
+
+
+# --app name -> (module of trio_router_apps, spec file)
+SHIPPED_APPS = {
+    "petstore": ("petstore", "petstore.yaml"),
+    "gateway": ("gateway", "gateway.yaml"),
+    "mock-backend": ("mock_backend", "mock_backend.yaml"),
+}
+
+
+def _shipped_spec(name: str) -> Path:
+    from trio_router_apps import spec_path
+
+    return Path(spec_path(name))
+
+
+def _import_handlers(module_name: str) -> ModuleType:
+    """The handlers module, or one line saying why not: the name given, the error and where it
+    happened (``--log-level debug`` logs the traceback too)."""
+    if module_name.endswith(".py"):
+        dotted = module_name[:-3].replace(os.sep, ".").strip(".")
+        raise AppLoadError(f"--handlers takes a module name, not a file: drop the .py (--handlers {dotted})")
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppLoadError(
+                f"no handlers module {module_name!r} in the working directory ({os.getcwd()}) or the installed packages"
+            ) from None
+        failure: Exception = exc
+    except Exception as exc:  # the module's own code failed while it was imported
+        failure = exc
+    log.debug("importing handlers module %s failed", module_name, exc_info=failure)
+    reason = failure.msg if isinstance(failure, SyntaxError) else str(failure)
+    raise AppLoadError(f"cannot import handlers {module_name!r}: {type(failure).__name__}: {reason}{_where(failure)}")
+
+
+def _where(error: Exception) -> str:
+    """`` (file.py:12)``: the line of the user's code that raised (or the syntax error's)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        filename, line = error.filename, error.lineno
+    else:
+        frames = [frame for frame in traceback.extract_tb(error.__traceback__) if not frame.filename.startswith("<")]
+        if not frames:
+            return ""
+        filename, line = frames[-1].filename, frames[-1].lineno
+    if filename.startswith(os.getcwd() + os.sep):
+        filename = os.path.relpath(filename)
+    return f" ({filename}:{line})"
+
+
+def _spec_refusal(spec: str, module_name: str, problems: list[SpecProblem]) -> str:
+    """One line for one problem (the usual case: a typo), else a line per problem."""
+    if len(problems) == 1:
+        return f"spec {spec} cannot be served with {module_name}: {problems[0]}"
+    listing = "\n".join(f"  {problem}" for problem in problems)
+    return f"spec {spec} cannot be served with {module_name} ({len(problems)} problems):\n{listing}"
 
 
 def run_process(

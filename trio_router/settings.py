@@ -64,14 +64,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIO_ROUTER_", extra="forbid", frozen=True)
 
     # Application
-    spec: str | None = Field(
-        "specs/petstore.yaml",
-        description="OpenAPI 3.0/3.1 document (YAML or JSON) whose operations are served; not used when the"
-        " handlers module builds its own `app`.",
+    app: Literal["petstore", "gateway", "mock-backend"] | None = Field(
+        None,
+        description="A shipped app, spec and handlers from the installed package: petstore (the default when"
+        " neither spec nor handlers is given), gateway or mock-backend.",
     )
-    handlers: str = Field(
-        "handlers.petstore",
-        description="Python module holding the handlers, bound to operations by operationId.",
+    spec: str | None = Field(
+        None,
+        description="OpenAPI 3.0/3.1 document (YAML or JSON) whose operations are served, with --handlers; not"
+        " used when the handlers module builds its own `app`.",
+    )
+    handlers: str | None = Field(
+        None,
+        description="Python module holding the handlers (bound to operations by operationId), importable from"
+        " the working directory: `mymodule` or `package.module`, not a file name.",
     )
 
     # Listening
@@ -301,6 +307,12 @@ class Settings(BaseSettings):
                 " make credentialed requests as your users; the Fetch standard forbids the wildcard with"
                 " credentials: list the origins that may send them"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_app(self) -> Settings:
+        if self.app is not None and (self.spec is not None or self.handlers is not None):
+            raise ValueError(f"app {self.app} brings its own spec and handlers: give either app, or spec and handlers")
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +33,16 @@ from .openapi.schemas import SchemaCompiler
 from .settings import Settings
 
 BASE_URL = "http://testserver"
+
+
+def _verb(method: str) -> Callable[..., Coroutine[Any, Any, httpx.Response]]:
+    """``client.get(url, **kwargs)`` and its siblings: ``request`` with the method filled in, as httpx's."""
+
+    async def call(self: TestClient, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request(method, url, **kwargs)
+
+    call.__name__ = call.__qualname__ = method.lower()
+    return call
 
 
 class TestClient:
@@ -66,11 +77,13 @@ class TestClient:
         """``httpx.Request``'s arguments: ``params``, ``headers``, ``json``, ``data``, ``files``, ``content``."""
         return await self.send(httpx.Request(method, httpx.URL(BASE_URL).join(url), **kwargs))
 
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.request("GET", url, **kwargs)
-
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.request("POST", url, **kwargs)
+    get = _verb("GET")
+    post = _verb("POST")
+    put = _verb("PUT")
+    patch = _verb("PATCH")
+    delete = _verb("DELETE")
+    head = _verb("HEAD")
+    options = _verb("OPTIONS")
 
     async def send(self, request: httpx.Request) -> httpx.Response:
         if self._h11 is None or self._h11.our_state is not h11.IDLE:

@@ -3,20 +3,20 @@ and removed at run time, weights, draining, model pins, breakers; tenants and ke
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from trio_router import App, HTTPError, Response, bind_listener
 
+from .. import spec_path
 from .backends import Backend, Registry
 from .beside import serve_beside
 from .config import BackendConfig
 from .tenancy import Tenancy
 from .tenancy.admin import TenancyAdmin
 
-SPEC = Path(__file__).resolve().parent.parent.parent / "specs" / "gateway_admin.yaml"
+SPEC = spec_path("gateway_admin.yaml")
 
 
 class AdminHandlers(TenancyAdmin):

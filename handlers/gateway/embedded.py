@@ -11,7 +11,7 @@ from .config import BackendConfig
 
 
 def start_embedded_mock(app: App, registry: Registry) -> None:
-    from handlers import mock_backend
+    from .. import mock_backend
 
     mock_app = App.from_spec(mock_backend.SPEC, mock_backend)
     listener = bind_listener("127.0.0.1", 0, 128, reuse_port=False)

@@ -6,6 +6,7 @@ a way to follow references, and to say precisely (with a JSON pointer) what is w
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class SpecProblem:
     file: str = ""
 
     def __str__(self) -> str:
+        if not self.pointer and not self.file:
+            return self.message  # about the file as a whole, which the message names
         where = f"{self.file}#{self.pointer}" if self.file else f"#{self.pointer}"
         return f"{where}: {self.message}"
 
@@ -59,13 +62,23 @@ def _read(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SpecError([SpecProblem("", f"cannot read the spec: {exc.strerror}", str(path))]) from None
+        raise SpecError([SpecProblem("", f"{path}: cannot read the spec: {exc.strerror}")]) from None
     try:
         return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix == ".json" else "YAML"
-        reason = str(exc).replace("\n", " ")
-        raise SpecError([SpecProblem("", f"not valid {kind}: {reason}", str(path))]) from None
+    except json.JSONDecodeError as exc:
+        raise SpecError([SpecProblem("", f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecProblem("", _yaml_problem(path, exc))]) from None
+
+
+def _yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """``file:line:column: not valid YAML: what`` on one line (PyYAML's own message spans five,
+    with the text quoted and a caret), as compilers and linters say it."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 @dataclass
@@ -93,7 +106,12 @@ class SpecDocument:
         else:
             found = f"'openapi: {declared}'" if declared else "no 'openapi' field"
             raise SpecError([SpecProblem("/openapi", f"only OpenAPI 3.0.x and 3.1.x are served; found {found}")])
-        problems = [SpecProblem(pointer_of(e.absolute_path), _describe(e)) for e in _meta_errors(meta, root)]
+        problems = list(_scheme_problems(root))
+        reported = tuple(problem.pointer.rpartition("/")[0] for problem in problems)
+        for error in _meta_errors(meta, root):
+            pointer, message = _describe(error)
+            if not (reported and pointer.startswith(reported)):  # a bad scheme name says it better
+                problems.append(SpecProblem(pointer, message))
         if problems:
             raise SpecError(problems)
         return cls(root, uri, version, {uri: root})
@@ -142,18 +160,65 @@ class SpecDocument:
         return "" if document_uri == self.uri else unquote(urlparse(document_uri).path)
 
 
+# The IANA HTTP Authentication Scheme Registry, and the HMAC scheme trio-router adds.
+HTTP_SCHEMES = (
+    "basic", "bearer", "concealed", "digest", "dpop", "gnap", "hoba", "mutual", "negotiate", "oauth",
+    "privatetoken", "scram-sha-1", "scram-sha-256", "vapid", "hmac-sha256",
+)  # fmt: skip
+
+
+def _scheme_problems(root: Node) -> Iterator[SpecProblem]:
+    """An http security scheme's name that is no scheme at all (``bearr``): the meta-schema would
+    only say that ``bearerFormat`` was unexpected, which sends the reader to the wrong line."""
+    schemes = (root.get("components") or {}).get("securitySchemes") or {}
+    for name, scheme in schemes.items() if isinstance(schemes, dict) else ():
+        if not isinstance(scheme, dict) or scheme.get("type") != "http" or not isinstance(scheme.get("scheme"), str):
+            continue
+        given = scheme["scheme"]
+        if given.lower() not in HTTP_SCHEMES:
+            close = difflib.get_close_matches(given.lower(), HTTP_SCHEMES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            yield SpecProblem(
+                pointer_of(["components", "securitySchemes", name, "scheme"]),
+                f"{given!r} is not an HTTP authentication scheme{hint}; known: {', '.join(HTTP_SCHEMES)}",
+            )
+
+
 def _meta_errors(meta: dict[str, Any], root: Node) -> Iterator[ValidationError]:
     validator_class = jsonschema.validators.validator_for(meta)
     yield from validator_class(meta).iter_errors(root)
 
 
-def _describe(error: ValidationError) -> str:
-    """The most useful line of a meta-schema error: for oneOf/anyOf, the branch that came closest."""
+def _describe(error: ValidationError) -> tuple[str, str]:
+    """Where and what, from a meta-schema error: for oneOf/anyOf, the branch that came closest,
+    leaving out "'$ref' is required" for a node that is no reference (a Schema Object with a
+    typo matches neither a schema nor a reference, and the typo is what the reader needs)."""
     if error.context:
-        closest = best_match(error.context)
-        if closest is not None and closest.absolute_path == error.absolute_path:
-            return str(closest.message)
-    return error.message
+        is_reference = isinstance(error.instance, dict) and "$ref" in error.instance
+        candidates = [
+            sub
+            for sub in error.context
+            if is_reference or not (sub.validator == "required" and _names_ref(sub.validator_value))
+        ]
+        closest = best_match(candidates) if candidates else None
+        if closest is not None and list(closest.absolute_path)[: len(error.absolute_path)] == list(error.absolute_path):
+            return _describe(closest) if closest.context else (pointer_of(closest.absolute_path), _message(closest))
+    return pointer_of(error.absolute_path), _message(error)
+
+
+def _names_ref(required: object) -> bool:
+    return isinstance(required, list) and "$ref" in required
+
+
+def _message(error: ValidationError) -> str:
+    path = list(error.absolute_path)
+    is_type = bool(path) and path[-1] == "type" and error.validator in ("enum", "anyOf", "oneOf")
+    if is_type and isinstance(error.instance, str):
+        return f"{error.instance!r} is not a JSON Schema type (one of: {', '.join(_OAS30_TYPES)})"
+    return str(error.message)
+
+
+_OAS30_TYPES = ("array", "boolean", "integer", "number", "object", "string")
 
 
 def child(uri: str, *keys: str | int) -> str:

@@ -194,8 +194,8 @@ class _Compiler:
                         compiled.append(self.operation(path, method, item, item_uri, template_names))
                     except (SpecError, BindingError, ValueError) as exc:
                         self._absorb(child(item_uri, method), exc)
-        if self.problems:
-            raise SpecError(self.problems)
+        if self.problems:  # a shared schema's fault is found by each operation using it: once each
+            raise SpecError(list(dict.fromkeys(self.problems)))
         return compiled
 
     def _absorb(self, uri: str, exc: Exception) -> None:

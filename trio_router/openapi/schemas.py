@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT4, DRAFT202012
 
 from .access import BRANCHES, Direction, ReadOnlyMode, engine_access, strip_read_only, uses_access, with_access_rules
 from .document import SpecDocument, SpecError, SpecProblem, pointer_of
-from .messages import describe, quoted
+from .messages import briefly, describe, quoted
 from .patterns import (
     LINEAR,
     LITERAL_KEYWORDS,
@@ -107,6 +107,7 @@ class SchemaCompiler:
         self.read_only: ReadOnlyMode = read_only
         self._specification = DRAFT4 if document.version == "3.0" else DRAFT202012
         self._cache: dict[tuple[str, Direction], SchemaValidator] = {}
+        self._checked: dict[str, SpecError | None] = {}  # schema URI -> its meta-schema fault, if any
 
     def validator(self, schema: Any, uri: str, direction: Direction) -> SchemaValidator:
         """A validator for ``schema``, which lives at ``uri`` (file plus JSON pointer)."""
@@ -119,11 +120,8 @@ class SchemaCompiler:
         if _has_keyword(inlined, (), "patternProperties") and _has_keyword(inlined, (), "unevaluatedProperties"):
             where = urldefrag(uri)[1]
             raise SpecError([SpecProblem(where, _UNEVALUATED_PATTERNS)])
-        try:
-            validator_class.check_schema(inlined)
-        except SchemaError as exc:
-            where = urldefrag(uri)[1] + pointer_of(list(exc.relative_path))
-            raise SpecError([SpecProblem(where, f"invalid schema: {exc.message}")]) from None
+        self._check_at_source(schema, uri)  # each schema where it is written, before its copies
+        _check(validator_class, inlined, uri)
         reference: Validator = validator_class(
             inlined, registry=self._registry(), format_checker=_FORMATS[self.document.version]
         )
@@ -155,6 +153,7 @@ class SchemaCompiler:
             if target_uri in active:
                 return {"$ref": target_uri}
             target, resolved_uri = self.document.resolve({"$ref": reference}, uri)
+            self._check_at_source(target, resolved_uri)
             expanded = self.inline(target, resolved_uri, active | {target_uri})
             siblings = {key: value for key, value in schema.items() if key != "$ref"}
             if siblings and self.document.version == "3.1":
@@ -177,6 +176,21 @@ class SchemaCompiler:
             else:
                 inlined[key] = self.inline(value, where, active)
         return inlined
+
+    def _check_at_source(self, schema: Any, uri: str) -> None:
+        """``schema`` against the dialect's meta-schema where it is written (its ``$ref``s left as
+        they are): a typo in a shared schema is reported once, at its own line, however many
+        operations use it."""
+        if uri not in self._checked:
+            try:
+                _check(_validator_class(self.document.version, "request", self.read_only), schema, uri)
+            except SpecError as exc:
+                self._checked[uri] = exc
+                raise
+            self._checked[uri] = None
+        found = self._checked[uri]
+        if found is not None:  # the same fault again, for the next operation using it (listed once)
+            raise found
 
     def _discriminator_branches(self, schema: dict[str, Any], uri: str) -> dict[str, int]:
         """Discriminator value -> index of its oneOf/anyOf branch, computed before the branches'
@@ -202,6 +216,25 @@ class SchemaCompiler:
             (uri, self._specification.create_resource(contents)) for uri, contents in self.document.files.items()
         ]
         return Registry().with_resources(resources)
+
+
+def _check(validator_class: Any, schema: Any, uri: str) -> None:
+    try:
+        validator_class.check_schema(schema)
+    except SchemaError as exc:
+        where = urldefrag(uri)[1] + pointer_of(list(exc.relative_path))
+        raise SpecError([SpecProblem(where, f"invalid schema: {_schema_problem(exc)}")]) from None
+
+
+_TYPES = "array, boolean, integer, null, number, object, string"
+
+
+def _schema_problem(error: SchemaError) -> str:
+    """The meta-schema's complaint in a schema author's words: ``type: strin`` is "not a type",
+    not "not valid under any of the given schemas"."""
+    if error.relative_path and error.relative_path[-1] == "type" and error.validator in ("anyOf", "oneOf", "enum"):
+        return f"{error.instance!r} is not a JSON Schema type (one of: {_TYPES})"
+    return briefly(error.message, error.instance)
 
 
 _UNEVALUATED_PATTERNS = (
