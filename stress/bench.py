@@ -102,6 +102,7 @@ def _trio_router(handlers: str, *flags: str) -> Callable[[int], list[str]]:
         str(port),
         "--handlers",
         handlers,
+        *(["--spec", "specs/petstore.yaml"] if handlers == "handlers.petstore" else []),
         *flags,
     ]
 

@@ -91,7 +91,7 @@ def measure(tree: Path, path: str, seconds: float, callgrind: bool, gateway: boo
     app = (
         ["--handlers", "handlers.gateway", "--spec", "specs/gateway.yaml"]
         if gateway
-        else ["--handlers", "handlers.petstore"]
+        else ["--handlers", "handlers.petstore", "--spec", "specs/petstore.yaml"]
     )
     server = [sys.executable, "-m", "trio_router", "run", *app, "--no-access-log", "--port", str(port)]
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
