@@ -105,19 +105,20 @@ def _complete(
     cap = limit or CONFIG.default_max_tokens
     finish = "length" if len(tokens) > cap or (limit is not None and len(tokens) >= limit) else "stop"
     tokens = tokens[:cap]
-    usage = {"prompt_tokens": math.ceil(prompt_chars / 4), "completion_tokens": len(tokens)}
+    choices = body.get("n") or 1  # OpenAI's n: that many answers (here the same one, indexed)
+    usage = {"prompt_tokens": math.ceil(prompt_chars / 4), "completion_tokens": len(tokens) * choices}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     reply = _Reply(f"{'chatcmpl' if chat else 'cmpl'}-{CONFIG.name}-{next(_ids)}", body["model"], chat)
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return _stream(reply, tokens, finish, usage if include_usage else None, fault)
+        return _stream(reply, tokens, finish, usage if include_usage else None, fault, choices)
     if fault == "drop":
         raise DropConnection
     sleep(len(tokens) / CONFIG.tokens_per_second if CONFIG.tokens_per_second else 0)
     text = "".join(tokens)
-    choice = {"index": 0, "finish_reason": finish}
-    choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-    return {**reply.head("chat.completion" if chat else "text_completion"), "choices": [choice], "usage": usage}
+    answer = {"message": {"role": "assistant", "content": text}} if chat else {"text": text}
+    listed = [{"index": index, "finish_reason": finish, **answer} for index in range(choices)]
+    return {**reply.head("chat.completion" if chat else "text_completion"), "choices": listed, "usage": usage}
 
 
 @dataclass
@@ -130,8 +131,8 @@ class _Reply:
     def head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def chunk(self, text: str | None, finish: str | None = None) -> dict[str, Any]:
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+    def chunk(self, text: str | None, finish: str | None = None, index: int = 0) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
         if self.chat:
             choice["delta"] = {} if text is None else {"content": text}
         else:
@@ -140,22 +141,26 @@ class _Reply:
 
 
 def _stream(
-    reply: _Reply, tokens: list[str], finish: str, usage: dict[str, int] | None, fault: str | None
+    reply: _Reply, tokens: list[str], finish: str, usage: dict[str, int] | None, fault: str | None, choices: int = 1
 ) -> Iterator[Event]:
     first_delay = CONFIG.first_token_delay
     if fault and fault.startswith("slow-first-token="):
         first_delay = float(fault.partition("=")[2])
     gap = 1 / CONFIG.tokens_per_second if CONFIG.tokens_per_second else 0
+    indexes = range(choices)
     if reply.chat:
-        opening = reply.chunk(None)
-        opening["choices"][0]["delta"] = {"role": "assistant"}
-        yield Event(_json(opening))
+        for index in indexes:
+            opening = reply.chunk(None, index=index)
+            opening["choices"][0]["delta"] = {"role": "assistant"}
+            yield Event(_json(opening))
     for n, token in enumerate(tokens):
         sleep(first_delay if n == 0 else gap)
         if fault == "drop" and n == min(3, len(tokens) - 1):  # cut before the answer is complete
             raise DropConnection
-        yield Event(_json(reply.chunk(token)))
-    yield Event(_json(reply.chunk(None, finish)))
+        for index in indexes:
+            yield Event(_json(reply.chunk(token, index=index)))
+    for index in indexes:
+        yield Event(_json(reply.chunk(None, finish, index)))
     if usage is not None:
         yield Event(_json({**reply.head("chat.completion.chunk"), "choices": [], "usage": usage}))
     yield Event("[DONE]")

@@ -54,3 +54,17 @@ async def test_a_parameter_outside_openais_range_is_a_400_naming_it(
     assert body["param"] == param and body["type"] == "invalid_request_error"
     assert all(backend["requests"] == 0 for backend in backends)  # refused before any backend
     assert answered.status_code == 200  # the bounds themselves are accepted
+
+
+async def test_n_choices_arrive_plain_and_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {"embedded_mock": True, "usage": {"sink": "none"}}
+    async with serve_gateway_config(tmp_path, monkeypatch, config) as (running, _):
+
+        def ask() -> tuple[list[int], set[int]]:
+            client = openai.OpenAI(base_url=f"{running.url}/v1", api_key="unused", max_retries=0)
+            plain = client.chat.completions.create(model="mock-small", messages=HELLO, n=3)  # type: ignore[arg-type]
+            stream = client.chat.completions.create(model="mock-small", messages=HELLO, n=3, stream=True)  # type: ignore[arg-type]
+            return [choice.index for choice in plain.choices], {c.index for chunk in stream for c in chunk.choices}
+
+        plain, streamed = await trio.to_thread.run_sync(ask)
+    assert plain == [0, 1, 2] and streamed == {0, 1, 2}

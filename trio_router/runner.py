@@ -66,11 +66,12 @@ def _load_app(settings: Settings) -> App:
         )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    spec: str | None = settings.spec
     if settings.handlers is None:  # a shipped app: --app, or the Pet Store by default
-        shipped = SHIPPED_APPS[settings.app or "petstore"]
-        module_name, spec = f"trio_router_apps.{shipped[0]}", str(_shipped_spec(shipped[1]))
+        shipped_module, shipped_spec = SHIPPED_APPS[settings.app or "petstore"]
+        module_name, spec = f"trio_router_apps.{shipped_module}", str(_shipped_spec(shipped_spec))
     else:
-        module_name, spec = settings.handlers, settings.spec  # type: ignore[assignment]
+        module_name = settings.handlers
     module = _import_handlers(module_name)
     app = getattr(module, "app", None)
     if isinstance(app, App):
