@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_router.runtime.client_protocol import (
+from trio_router.client.protocol import (
     END,
     MAX_HEAD,
     NEED_DATA,

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import serve
 from trio_router import App, Event, EventParser, EventTooLarge, Request, Response
-from trio_router.runtime import upstream
-from trio_router.runtime.upstream import UpstreamPool
+from trio_router.client import upstream
+from trio_router.client.upstream import UpstreamPool
 
 
 def upstream_app() -> App:

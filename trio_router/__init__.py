@@ -1,6 +1,8 @@
 """trio-router: an OpenAPI-first HTTP/1.1 server on trio + h11."""
 
 from .app import App, Route
+from .client.http_client import http_client, shared_async_client
+from .client.upstream import ResponseTooLarge
 from .errors import DropConnection, HTTPError
 from .http.request import Request
 from .http.response import Response, problem
@@ -8,8 +10,6 @@ from .http.server import Server, bind_listener
 from .openapi.document import SpecError
 from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
-from .runtime.http_client import http_client, shared_async_client
-from .runtime.upstream import ResponseTooLarge
 from .security.verifiers import InvalidCredentials, Principal
 from .settings import Settings
 from .streaming.event_stream import EventStream, StreamError, StreamOutcome

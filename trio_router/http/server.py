@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 import trio
 
+from ..client.http_client import close_shared_client
 from ..observability.access_log import AccessLog
 from ..observability.otel import otlp_recorder
 from ..runtime.executor import HandlerRuntime
-from ..runtime.http_client import close_shared_client
 from ..settings import Settings
 from ..streaming.guardrails.sinks import VerdictExporter, open_sinks
 from .connection import HTTPConnection

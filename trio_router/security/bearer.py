@@ -25,8 +25,8 @@ from typing import Any
 import jwt
 import trio
 
+from ..client.http_client import shared_async_client
 from ..http.request import Request
-from ..runtime.http_client import shared_async_client
 from .verifiers import InvalidCredentials, Principal, bearer_token
 
 log = logging.getLogger("trio_router.security")

@@ -1,5 +1,5 @@
 """A lean HTTP/1.1 client for streaming upstream calls over pooled keep-alive connections; the wire
-format is client_protocol.py's (sans-IO).
+format is protocol.py's (sans-IO).
 
 Why not httpx here: profiling the gateway showed httpx's per-request machinery (cookie jars,
 redirect and auth hooks, response models) above httpcore costing ~40% of the gateway's CPU for
@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from ..http.transport import PeerGone, SendTimeout, Transport
-from .client_protocol import END, NEED_DATA, Head, ProtocolError, ResponseParser, encode_request
+from .protocol import END, NEED_DATA, Head, ProtocolError, ResponseParser, encode_request
 
 _RECEIVE = 65536
 _READS_PER_YIELD = 16

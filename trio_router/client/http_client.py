@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import trio
 
-from .bridge import await_
-from .current import current_request
+from ..runtime.bridge import await_
+from ..runtime.current import current_request
 from .upstream import ResponseTooLarge, UpstreamPool, UpstreamResponse
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
