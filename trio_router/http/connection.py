@@ -28,6 +28,7 @@ from .protocol import (
     OBS_FOLD_DETAIL,
     REASONS,
     SERVER_HEADER,
+    body_too_large,
     check_request_head,
     classify_parse_error,
     client_timeout,
@@ -304,9 +305,7 @@ class HTTPConnection:
             elif type(event) is h11.Data:
                 self._body_received += len(event.data)
                 if self._body_received > limit:
-                    raise HTTPError(
-                        413, f"request body exceeds the {self.settings.max_body_bytes}-byte limit", close=True
-                    )
+                    raise body_too_large(self.settings.max_body_bytes)
                 chunks.append(event.data)
             else:  # EndOfMessage
                 return chunks

@@ -52,6 +52,12 @@ def head_has_obs_fold(buffered: bytes) -> tuple[bool | None, bool]:
 CLIENT_TIMEOUT_HEADERS = (b"request-timeout", b"x-request-timeout")
 
 
+def body_too_large(max_body_bytes: int, declared: int | None = None) -> HTTPError:
+    """The 413 for a body over ``max_body_bytes``: its declared length known, or found reading it."""
+    size = f" of {declared} bytes" if declared is not None else ""
+    return HTTPError(413, f"request body{size} exceeds the {max_body_bytes}-byte limit", close=True)
+
+
 def classify_parse_error(exc: h11.RemoteProtocolError, buffered: bytes, max_target_bytes: int) -> HTTPError:
     """Turn h11's error into the status a client should see.
 
@@ -115,9 +121,7 @@ def check_request_head(
     if chunked and content_length is not None:
         raise HTTPError(400, "request has both Content-Length and Transfer-Encoding", close=True)
     if content_length is not None and content_length > max_body_bytes:
-        raise HTTPError(
-            413, f"request body of {content_length} bytes exceeds the {max_body_bytes}-byte limit", close=True
-        )
+        raise body_too_large(max_body_bytes, content_length)
     if chunked:
         return None, timeout_header
     return content_length or 0, timeout_header

@@ -53,7 +53,6 @@ def marked(schema: Any, keyword: str) -> bool:
 def with_access_rules(validator_class: Any, direction: Direction, read_only: ReadOnlyMode = "refuse") -> Any:
     """``validator_class`` enforcing readOnly and writeOnly for messages going ``direction``."""
     forbidden = FORBIDDEN[direction]
-    exempt = forbidden  # the same keyword also lifts ``required`` in that direction
     enforce = not (direction == "request" and read_only == "ignore")
 
     def refuse(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -65,7 +64,7 @@ def with_access_rules(validator_class: Any, direction: Direction, read_only: Rea
             return
         properties = schema.get("properties") or {}
         for name in names:
-            if name not in instance and not marked(properties.get(name), exempt):
+            if name not in instance and not marked(properties.get(name), forbidden):  # required the other way
                 yield ValidationError(f"{name!r} is a required property")
 
     def annotation(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:

@@ -116,12 +116,13 @@ class SchemaCompiler:
         if cached is not None:
             return cached
         validator_class = _validator_class(self.document.version, direction, self.read_only)
+        # Each schema is checked where it is written (the top one here, every $ref target as it
+        # is inlined), so the inlined whole, made of checked parts, is not checked again.
+        self._check_at_source(schema, uri)
         inlined = self.inline(schema, uri)
         if _has_keyword(inlined, (), "patternProperties") and _has_keyword(inlined, (), "unevaluatedProperties"):
             where = urldefrag(uri)[1]
             raise SpecError([SpecProblem(where, _UNEVALUATED_PATTERNS)])
-        self._check_at_source(schema, uri)  # each schema where it is written, before its copies
-        _check(validator_class, inlined, uri)
         reference: Validator = validator_class(
             inlined, registry=self._registry(), format_checker=_FORMATS[self.document.version]
         )
