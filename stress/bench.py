@@ -1,11 +1,13 @@
 """Side-by-side throughput of trio-router and its anchors, in one run.
 
-    python stress/bench.py [--suite targets|core|sync|openapi|post|not-found|invalid] [--duration 10]
+    python stress/bench.py [--suite targets|parsers|core|sync|openapi|post|not-found|invalid] [--duration 10]
                            [--connections 64] [--rounds 3]
 
 Suite "targets": the performance issue's targets in one run: the petstore's validated GET
 /pets/{pet_id} against FastAPI async and sync, Connexion 3, Starlette on hypercorn's trio worker,
 the trio + h11 floor, and the same floor with httptools (what a C parser would buy).
+Suite "parsers": the validated GET on `--http httptools` and `--http h11` beside FastAPI async,
+Connexion 3 and both floors (issue 20).
 Suite "core": trio-router against the bare trio + h11 floor (same response bytes).
 Suite "sync": trio-router's sync (greenlet) handler, with and without greenlet pooling,
 against FastAPI's sync (threadpool) and async handlers on uvicorn (`pip install -e '.[bench]'`).
@@ -173,6 +175,13 @@ SERVERS: dict[str, Server] = {
     "trio-router, petstore GET /pets/1, response validation off": Server(
         _trio_router("handlers.petstore", "--no-access-log", "--response-validation", "off"), "/pets/1"
     ),
+    # Issue 20: the same operation on each HTTP parser.
+    "trio-router --http h11, petstore GET /pets/1, full validation": Server(
+        _trio_router("handlers.petstore", "--no-access-log", "--http", "h11"), "/pets/1"
+    ),
+    "trio-router --http httptools, petstore GET /pets/1, full validation": Server(
+        _trio_router("handlers.petstore", "--no-access-log", "--http", "httptools"), "/pets/1"
+    ),
     "FastAPI async, GET /pets/1 (pydantic), uvicorn": _uvicorn("/pets/1"),
     "Connexion 3, GET /pets/1 (validated), uvicorn": _uvicorn("/pets/1", "stress.anchors.connexion_app:app"),
     "FastAPI sync (threadpool), GET /pets/1 (pydantic), uvicorn": _uvicorn("/sync/pets/1"),
@@ -216,6 +225,15 @@ SUITES = {
         "FastAPI sync (threadpool), GET /pets/1 (pydantic), uvicorn",
         "Connexion 3, GET /pets/1 (validated), uvicorn",
         "Starlette, GET /pets/1 (checked by hand), hypercorn trio worker",
+        "trio + h11 floor",
+        "trio + httptools floor",
+    ],
+    # Issue 20's targets: both parsers beside the anchors and both floors.
+    "parsers": [
+        "trio-router --http httptools, petstore GET /pets/1, full validation",
+        "trio-router --http h11, petstore GET /pets/1, full validation",
+        "FastAPI async, GET /pets/1 (pydantic), uvicorn",
+        "Connexion 3, GET /pets/1 (validated), uvicorn",
         "trio + h11 floor",
         "trio + httptools floor",
     ],

@@ -183,3 +183,29 @@ def server_socket_pair() -> tuple[socket.socket, socket.socket]:
 def autojump_clock() -> trio.testing.MockClock:
     # Jump only after real idleness, so bytes in flight on loopback are never skipped past.
     return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+# The modules whose every test runs once per HTTP parser (settings.http): everything that drives
+# the protocol edge through a real socket. The rest of the suite runs on the default (auto).
+BOTH_PARSERS = frozenset(
+    {
+        "test_deadlines", "test_exchange", "test_guarded_streams", "test_hostile_bodies", "test_hostile_values",
+        "test_limits", "test_newcomer_app", "test_parameters", "test_reference_app", "test_security",
+        "test_shutdown", "test_streaming", "test_testing", "test_websocket_limits", "test_websockets",
+    }
+)  # fmt: skip
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.rpartition(".")[2] in BOTH_PARSERS:
+        metafunc.parametrize("http_parser", ["h11", "httptools"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def http_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """The parser a BOTH_PARSERS test runs on, through the setting's environment variable, so
+    that servers the test starts in any way (conftest.serve, TestClient, the CLI) pick it up."""
+    name: str | None = getattr(request, "param", None)
+    if name is not None:
+        monkeypatch.setenv("TRIO_ROUTER_HTTP", name)
+    return name

@@ -309,3 +309,40 @@ def test_a_handlers_module_that_fails_to_import_is_one_line_with_its_place(tmp_p
         cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert "Traceback" in debug.stderr and "undefined_rate" in debug.stderr
+
+
+# A sitecustomize that hides httptools from imports, as on a base install without the fast extra.
+_NO_HTTPTOOLS = """
+import importlib.abc, sys
+class _Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "httptools" or name.startswith("httptools."):
+            raise ModuleNotFoundError(name)
+        return None
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_run_serves_the_reference_app_on_either_parser(parser: str) -> None:
+    with running("--http", parser) as server:
+        server.wait_for_log(rf"HTTP parser {parser}")
+        url = server.url()
+        pet = httpx.get(f"{url}/pets/1")
+        assert pet.status_code == 200 and pet.json()["id"] == 1
+        refused = httpx.get(f"{url}/pets/0")  # below the spec's minimum: the same problem on both
+        assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+        assert server.stop() == 0
+
+
+def test_without_httptools_auto_is_h11_and_asking_for_it_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(_NO_HTTPTOOLS)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    result = run_cli("run", "--http", "httptools", env=env)
+    assert result.returncode == 1
+    assert "http: httptools needs httptools installed: pip install 'trio-router[fast]'" in result.stderr
+    assert "Traceback" not in result.stderr
+    with running(env=env) as server:
+        server.wait_for_log(r"HTTP parser h11")
+        assert httpx.get(f"{server.url()}/health").status_code == 200
+        assert server.stop() == 0

@@ -5,19 +5,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import h11
 import pytest
 from pydantic import ValidationError
 
 from trio_router.docgen import render
 from trio_router.errors import HTTPError
-from trio_router.http.protocol import (
-    check_request_head,
-    classify_parse_error,
-    client_timeout,
-    invalid_app_header,
-)
+from trio_router.http.protocol import check_request_head, client_timeout, invalid_app_header
 from trio_router.settings import ConfigFileError, Settings
+from trio_router.wire.interface import RequestHead
+from trio_router.wire.rules import oversized_head
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +33,9 @@ def test_target_limit_must_fit_in_the_head_limit() -> None:
         Settings(max_header_bytes=1000, max_target_bytes=2000)
 
 
-def _request(*headers: tuple[str, str], target: str = "/") -> h11.Request:
-    return h11.Request(method="POST", target=target, headers=[("host", "a"), *headers])
+def _request(*headers: tuple[str, str], target: str = "/") -> RequestHead:
+    pairs = [(name.encode(), value.encode()) for name, value in [("host", "a"), *headers]]
+    return RequestHead(b"POST", target.encode(), pairs, b"1.1")
 
 
 def test_check_request_head_statuses() -> None:
@@ -61,10 +58,9 @@ def test_check_request_head_statuses() -> None:
         assert raised.value.status == status
 
 
-def test_parse_error_with_an_endless_request_line_is_414() -> None:
-    error = h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431)
-    assert classify_parse_error(error, b"GET /" + b"a" * 5000, 1000).status == 414
-    assert classify_parse_error(error, b"GET / HTTP/1.1\r\nx: " + b"a" * 5000, 1000).status == 431
+def test_an_oversized_head_with_an_endless_request_line_is_414() -> None:
+    assert oversized_head(b"GET /" + b"a" * 5000, 1000).status == 414
+    assert oversized_head(b"GET / HTTP/1.1\r\nx: " + b"a" * 5000, 1000).status == 431
 
 
 @pytest.mark.parametrize("value", [b"abc", b"-1", b"0", b"nan", b"inf"])

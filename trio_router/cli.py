@@ -21,6 +21,8 @@ from .observability.otel import OtelUnavailable
 from .runner import AppLoadError, load_app, run_process
 from .settings import ConfigFileError, Settings
 from .streaming.guardrails.sinks import SinkError
+from .wire.choice import ParserUnavailable
+from .wire.choice import resolve as resolve_parser
 
 PROG = "trio-router"
 
@@ -52,7 +54,9 @@ def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="OpenAPI-first HTTP/1.1 server on trio + h11.")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="OpenAPI-first HTTP/1.1 server on trio (h11, or httptools when installed)."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="serve the app (default: the reference app in handlers/)")
     check = commands.add_parser("check", help="validate the spec and its handler bindings; exit 1 with the problems")
@@ -136,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     try:
+        resolve_parser(settings.http)  # a missing httptools is a one-line error, not a traceback per worker
         app = load_app(settings)
         if args.command == "check":
             served_by = settings.handlers or f"the {settings.app or 'petstore'} app"
@@ -149,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return Supervisor(settings).run()
         return run_process(app, settings)
-    except (ListenError, AppLoadError, SinkError, OtelUnavailable) as exc:
+    except (ListenError, AppLoadError, SinkError, OtelUnavailable, ParserUnavailable) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
 

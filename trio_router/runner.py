@@ -24,6 +24,7 @@ from .http.server import Server, bind_listener, listener_url
 from .openapi.document import SpecError, SpecProblem
 from .openapi.served import with_error_responses
 from .settings import Settings
+from .wire.choice import resolve as resolve_parser
 
 log = logging.getLogger("trio_router")
 
@@ -168,7 +169,9 @@ def run_process(
         listener = bind_listener(settings.host, settings.port, settings.backlog, settings.reuse_port)
     listeners = [listener, *extra_listeners]
     for each in listeners:
-        log.info("listening on %s (pid %d)", listener_url(each), os.getpid())
+        log.info(
+            "listening on %s (pid %d, HTTP parser %s)", listener_url(each), os.getpid(), resolve_parser(settings.http)
+        )
     freeze_startup_objects()
     clean = trio.run(_serve, Server(app, settings, worker_name), listeners, watch_parent)
     log.info("stopped%s", "" if clean else " after cancelling requests at the grace deadline")

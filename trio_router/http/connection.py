@@ -1,4 +1,4 @@
-"""One trio task per connection, driving one h11 state machine.
+"""One trio task per connection, driving one HTTP/1.1 parser (wire/: h11 or httptools).
 
 The lifecycle (docs/architecture.md has the picture): await a request head under the
 idle/header deadline -> check it -> hand it to the app inline (no task per request) ->
@@ -17,27 +17,13 @@ import math
 import socket
 from typing import Any
 
-import h11
 import trio
 
 from ..errors import DropConnection, HTTPError
+from ..wire.interface import CLOSED, NEED_DATA, RequestHead, ResponseRefused, ServerParser
 from .context import ServerContext
 from .phases import Phase
-from .protocol import (
-    END_OF_MESSAGE,
-    OBS_FOLD_DETAIL,
-    REASONS,
-    SERVER_HEADER,
-    body_too_large,
-    check_request_head,
-    classify_parse_error,
-    client_timeout,
-    encode_complete_response,
-    head_has_obs_fold,
-    invalid_app_header,
-    may_hold_obs_fold,
-    request_headers,
-)
+from .protocol import SERVER_HEADER, body_too_large, check_request_head, client_timeout, invalid_app_header
 from .request import Request
 from .response import Response, problem
 from .transport import PeerGone, SendTimeout, Transport, peer_address
@@ -48,10 +34,9 @@ log = logging.getLogger("trio_router.http")
 
 _CLOSE = (b"connection", b"close")
 _NO_BODY_STATUSES = frozenset({204, 304})
-_CAN_RESPOND = (h11.IDLE, h11.SEND_RESPONSE)
 _DEADLINE_SLACK = 0.05  # seconds an idle deadline may fire early to spare a re-arm per request
-# Sent raw when h11 refuses what the app produced (e.g. a header with a newline): the
-# state machine is then in ERROR and cannot serialise anything else.
+# Sent raw when the parser refuses what the app produced (e.g. a header with a newline): its
+# state machine cannot serialise anything else then.
 _RAW_500 = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -66,9 +51,9 @@ class _RequestAbandoned(Exception):
 class HTTPConnection:
     # One per open connection: slots, not a dict.
     __slots__ = (
-        "_after_newline", "_body_received", "_client_timeout", "_declared_body", "_fold_suspect", "_handler_waits",
-        "_method", "_request", "_upgraded", "accepted_at", "cancel_reason", "client", "closing", "context", "h11",
-        "phase", "request_deadline", "request_start", "scope", "settings", "transport", "watcher",
+        "_body_received", "_client_timeout", "_declared_body", "_handler_waits", "_method", "_request", "_upgraded",
+        "accepted_at", "cancel_reason", "client", "closing", "context", "parser", "phase", "request_deadline",
+        "request_start", "scope", "settings", "transport", "watcher",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, context: ServerContext) -> None:
@@ -77,7 +62,7 @@ class HTTPConnection:
         self.settings = settings
         self.transport = Transport(sock)
         self.client = peer_address(sock)
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_header_bytes)
+        self.parser: ServerParser = context.parser(settings.max_header_bytes, settings.max_target_bytes)
         self.watcher = DisconnectWatcher(
             self.transport, self._client_disconnected, context.spawn_helper, context.watch_delay
         )
@@ -95,8 +80,6 @@ class HTTPConnection:
         self._request: Request | None = None
         self._method = "OTHER"  # until a request head parses
         self._upgraded: UpgradedStream | None = None
-        self._fold_suspect = False  # received bytes might fold a header line (protocol.py)
-        self._after_newline = False
 
     # -- the connection lifecycle ------------------------------------------------------
 
@@ -131,12 +114,13 @@ class HTTPConnection:
             keep_alive = served < self.settings.max_requests_per_connection
             if not await self._exchange(event, keep_alive):
                 return
-            self.h11.start_next_cycle()
+            self.parser.start_next_cycle()
 
-    async def _await_request(self, first: bool) -> h11.Request | None:
+    async def _await_request(self, first: bool) -> RequestHead | None:
         """The next request head, or None when the connection should end quietly."""
-        event = self._next_head_event()
-        if event is h11.NEED_DATA:
+        parser = self.parser
+        event = parser.next_head()
+        if event is NEED_DATA:
             if self.closing or self.context.shutting_down:
                 return None
             self.phase = Phase.IDLE
@@ -148,50 +132,32 @@ class HTTPConnection:
             if not data:
                 return None
             self.phase = Phase.HEAD
-            self._feed(data)
-            event = self._next_head_event()
-            if event is h11.NEED_DATA:
+            parser.receive_data(data)
+            event = parser.next_head()
+            if event is NEED_DATA:
                 if not first:  # the first request's head is already bounded from accept
                     self._set_deadline(trio.current_time() + self.settings.header_timeout)
-                while event is h11.NEED_DATA:
-                    self._feed(await self.transport.recv(self.settings.receive_bytes))
-                    event = self._next_head_event()
+                while event is NEED_DATA:
+                    parser.receive_data(await self.transport.recv(self.settings.receive_bytes))
+                    event = parser.next_head()
         else:
             # Pipelined input: the head is already here. Its deadline replaces whatever the last
             # request left armed, and a checkpoint keeps it from starving other connections.
             self.phase = Phase.HEAD
             self._set_deadline(trio.current_time() + self.settings.header_timeout)
             await trio.lowlevel.checkpoint()
-        if type(event) is h11.Request:
+        if type(event) is RequestHead:
             return event
         if isinstance(event, HTTPError):
             self.phase = Phase.HANDLER
             self.request_start = trio.current_time()
             self._request, self._method = None, "OTHER"
             await self._send_response(problem(event.status, event.detail), head_only=False, keep_alive=False)
-        return None  # ConnectionClosed
+            return None
+        assert event is CLOSED
+        return None
 
-    def _feed(self, data: bytes) -> None:
-        """Received bytes to h11, noting whether they might fold a header line."""
-        if may_hold_obs_fold(data, self._after_newline):
-            self._fold_suspect = True
-        self._after_newline = data.endswith(b"\n")
-        self.h11.receive_data(data)
-
-    def _next_head_event(self) -> h11.Request | h11.ConnectionClosed | HTTPError | type[h11.NEED_DATA]:
-        if self._fold_suspect:
-            folded, self._fold_suspect = head_has_obs_fold(self.h11.trailing_data[0])
-            if folded:
-                return HTTPError(400, OBS_FOLD_DETAIL, close=True)
-        try:
-            return self.h11.next_event()  # type: ignore[return-value]
-        except h11.RemoteProtocolError as exc:
-            buffered, closed = self.h11.trailing_data
-            if closed and not buffered.strip():
-                return h11.ConnectionClosed()
-            return classify_parse_error(exc, buffered, self.settings.max_target_bytes)
-
-    async def _exchange(self, event: h11.Request, keep_alive: bool) -> bool:
+    async def _exchange(self, event: RequestHead, keep_alive: bool) -> bool:
         """Answer one request. Returns whether the connection may serve another."""
         try:
             request = self._start_request(event)
@@ -208,11 +174,11 @@ class HTTPConnection:
             await self._hand_over(event, response)
             return False
         keep_alive = await self._send_response(response, event.method == b"HEAD", keep_alive)
-        if keep_alive and self.h11.their_state is h11.SEND_BODY:
+        if keep_alive and self.parser.body_pending:
             keep_alive = await self._drain_body()
-        return keep_alive and self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        return keep_alive and self.parser.exchange_done
 
-    def _start_request(self, event: h11.Request) -> Request:
+    def _start_request(self, event: RequestHead) -> Request:
         """Check the head, settle a bodiless request's framing, and fix the request's deadline."""
         self.phase = Phase.HANDLER
         now = self.request_start = trio.current_time()
@@ -221,15 +187,14 @@ class HTTPConnection:
         self._request = None
         self._method = event.method.decode("ascii")
         settings = self.settings
-        headers = request_headers(event)
         # The request exists before its head is checked, so a refusal (413 from Content-Length)
         # carries its request id like every other problem.
-        request = self._request = Request(self, self._method, event.target, headers, event.http_version)
+        request = self._request = Request(self, self._method, event.target, event.headers, event.http_version)
         self._declared_body, timeout_header = check_request_head(
-            event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes, headers
+            event, settings.max_header_bytes, settings.max_target_bytes, settings.max_body_bytes
         )
         if self._declared_body == 0:
-            self.h11.next_event()  # a bodiless request's EndOfMessage: nothing left to read
+            self.parser.next_body()  # a bodiless request's end: nothing left to read
         self._client_timeout = client_timeout(timeout_header)
         self.request_deadline = now + min(settings.request_timeout, self._client_timeout)
         return request
@@ -270,13 +235,11 @@ class HTTPConnection:
 
     async def read_body(self) -> bytes:
         """The whole request body, bounded in size and time (413, 408)."""
-        conn = self.h11
-        if conn.their_state is not h11.SEND_BODY:
+        parser = self.parser
+        if not parser.body_pending:
             return b""
-        if conn.they_are_waiting_for_100_continue:
-            await self._write(
-                conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")), streaming=False
-            )
+        if parser.expects_continue:
+            await self._write(parser.continue_response(), streaming=False)
         self.watcher.disarm()
         chunks = await self._receive_body(limit=self.settings.max_body_bytes)
         self.phase = Phase.HANDLER
@@ -287,27 +250,24 @@ class HTTPConnection:
 
     # -- body ----------------------------------------------------------------------
 
-    async def _receive_body(self, limit: int) -> list[bytes]:
+    async def _receive_body(self, limit: int) -> list[bytes | bytearray]:
         self.phase = Phase.BODY
         self._set_deadline(min(self.request_deadline, trio.current_time() + self.settings.body_timeout))
-        conn = self.h11
-        chunks: list[bytes] = []
+        parser = self.parser
+        chunks: list[bytes | bytearray] = []  # h11 gives bytearrays
         while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise HTTPError(400, f"malformed request body: {exc}", close=True) from None
-            if event is h11.NEED_DATA:
+            event = parser.next_body()
+            if event is NEED_DATA:
                 data = await self.transport.recv(self.settings.receive_bytes)
                 if not data:
                     raise ClientDisconnected
-                self._feed(data)
-            elif type(event) is h11.Data:
-                self._body_received += len(event.data)
+                parser.receive_data(data)
+            elif type(event) is bytes or type(event) is bytearray:
+                self._body_received += len(event)
                 if self._body_received > limit:
                     raise body_too_large(self.settings.max_body_bytes)
-                chunks.append(event.data)
-            else:  # EndOfMessage
+                chunks.append(event)
+            else:  # END_OF_BODY
                 return chunks
 
     async def _drain_body(self) -> bool:
@@ -319,18 +279,18 @@ class HTTPConnection:
         return True
 
     def _unread_body_forces_close(self) -> bool:
-        conn = self.h11
-        if conn.their_state is not h11.SEND_BODY:
+        parser = self.parser
+        if not parser.body_pending:
             return False
-        if conn.they_are_waiting_for_100_continue or self._declared_body is None:
+        if parser.expects_continue or self._declared_body is None:
             return True  # the client may never send it, or its size is unknown
         return self._declared_body - self._body_received > self.settings.drain_body_bytes
 
     # -- response ------------------------------------------------------------------
 
     async def _send_response(self, response: Response, head_only: bool, keep_alive: bool) -> bool:
-        conn = self.h11
-        if conn.our_state not in _CAN_RESPOND:
+        parser = self.parser
+        if not parser.can_respond:
             return False
         keep_alive = keep_alive and not (self.closing or self.context.shutting_down or self._unread_body_forces_close())
         headers = [*response.headers, self.context.date.get(), SERVER_HEADER]  # never mutate the app's list
@@ -344,15 +304,14 @@ class HTTPConnection:
         try:
             bad_header = invalid_app_header(response.headers)
             if bad_header is not None:
-                raise h11.LocalProtocolError(f"invalid response header {bad_header!r}")
+                raise ResponseRefused(f"invalid response header {bad_header!r}")
             if response.stream is not None:
-                head = h11.Response(status_code=status, headers=headers, reason=REASONS.get(status, b""), _parsed=True)
-                await self._send_stream(conn.send(head), response, head_only)
+                await self._send_stream(parser.stream_head(status, headers), response, head_only)
                 self._record(status, None)
                 return keep_alive
-            data = encode_complete_response(conn, status, headers, response.body, head_only)
-        except h11.LocalProtocolError:
-            log.exception("the app produced a response h11 refuses to send")
+            data = parser.complete_response(status, headers, response.body, head_only)
+        except ResponseRefused:
+            log.exception("the app produced a response that cannot be sent")
             await self._write(_RAW_500, streaming=False)
             self._record(500, 0)
             return False
@@ -361,7 +320,7 @@ class HTTPConnection:
         self._record(status, len(response.body))
         return keep_alive
 
-    async def _hand_over(self, event: h11.Request, response: Response) -> None:
+    async def _hand_over(self, event: RequestHead, response: Response) -> None:
         """Give the socket to the protocol the request upgraded to, until it is done with it
         (under the request's deadline); the connection closes afterwards."""
         assert response.upgrade is not None
@@ -370,7 +329,7 @@ class HTTPConnection:
         settings = self.settings
         stream = self._upgraded = UpgradedStream(
             replayed_head(event),
-            self.h11.trailing_data[0],
+            self.parser.buffered,
             self.transport,
             settings.send_timeout,
             settings.receive_bytes,
@@ -395,7 +354,7 @@ class HTTPConnection:
 
     async def _send_stream(self, head: bytes, response: Response, head_only: bool) -> None:
         """A body of unknown length: chunked, one send per chunk, under the request's deadline."""
-        conn = self.h11
+        parser = self.parser
         stream = response.stream
         assert stream is not None
         self.phase = Phase.SEND
@@ -406,9 +365,9 @@ class HTTPConnection:
                 self.watcher.arm()  # the producer may sit idle for long: notice a client that leaves
                 async for chunk in stream:
                     if chunk:
-                        await self._write(conn.send(h11.Data(data=chunk)), streaming=True)
+                        await self._write(parser.stream_data(chunk), streaming=True)
                 self.watcher.disarm()
-            await self._write(conn.send(END_OF_MESSAGE), streaming=True)
+            await self._write(parser.stream_end(), streaming=True)
         finally:
             await self._close_producer(stream)
 
@@ -428,7 +387,7 @@ class HTTPConnection:
                     self._set_deadline(math.inf)  # the handler is done: only the send timeout applies now
                 await self.transport.send_rest(rest, self.settings.send_timeout)
         except BaseException:
-            self.h11.send_failed()  # h11's rule: the state machine must not believe the bytes went out
+            self.parser.send_failed()  # the state machine must not believe the bytes went out
             raise
 
     # -- cancellation, shutdown, closing -------------------------------------------
@@ -473,7 +432,7 @@ class HTTPConnection:
             await self._final_response(504, "the request did not complete before its deadline")
 
     async def _final_response(self, status: int, detail: str) -> None:
-        """A last response before closing, if h11 still allows one; bounded even under cancellation."""
+        """A last response before closing, if the parser still allows one; bounded even under cancellation."""
         with trio.CancelScope(shield=True, deadline=trio.current_time() + self.settings.linger_timeout):
             try:
                 head_only = self._method == "HEAD"
@@ -486,10 +445,7 @@ class HTTPConnection:
         what the client still sends (bounded in time and bytes) so that it reads our response
         instead of a reset."""
         transport = self.transport
-        conn = self.h11
-        if conn.our_state in (h11.DONE, h11.MUST_CLOSE) and (
-            conn.their_state not in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED) or conn.trailing_data[0]
-        ):
+        if self.parser.responded and self.parser.input_unfinished():
             transport.shutdown_write()
             budget = self.settings.max_body_bytes
             with trio.CancelScope(shield=True, deadline=trio.current_time() + self.settings.linger_timeout):

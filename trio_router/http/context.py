@@ -15,6 +15,7 @@ from ..settings import Settings
 from ..streaming.guardrails.evaluator import GuardrailPolicy
 from ..streaming.guardrails.policy import operation_policy
 from ..streaming.guardrails.sinks import VerdictExporter
+from ..wire.choice import ServerParserFactory, server_parser_factory
 from .protocol import DateHeader
 from .watcher import Spawn, WatchDelay
 
@@ -51,9 +52,11 @@ class ServerContext:
     verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
     _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
     watch_delay: WatchDelay = field(init=False)  # when disconnect watchers start (watcher.py)
+    parser: ServerParserFactory = field(init=False)  # each connection's parser (settings.http)
 
     def __post_init__(self) -> None:
         self.watch_delay = WatchDelay(self.spawn_helper)
+        self.parser = server_parser_factory(self.settings.http)
 
     def guardrail_policy(self, extension: object = None) -> GuardrailPolicy | None:
         """The compiled policy for an operation's ``x-guardrails`` over the settings' policy

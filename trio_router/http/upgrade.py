@@ -1,8 +1,8 @@
 """A connection after an HTTP/1.1 Upgrade, as a ``trio.abc.Stream`` for the new protocol.
 
-The connection has already parsed the upgrade request with h11. A protocol library that does
-its own handshake (trio-websocket, through wsproto) is given a stream that first replays that
-request, rebuilt from h11's event, plus whatever bytes followed it, and then reads the socket.
+The connection has already parsed the upgrade request. A protocol library that does its own
+handshake (trio-websocket, through wsproto) is given a stream that first replays that request,
+rebuilt from the parsed head, plus whatever bytes followed it, and then reads the socket.
 So the library sees exactly what a fresh connection would have shown it.
 """
 
@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import h11
 import trio
 
+from ..wire.interface import RequestHead
 from .transport import PeerGone, SendTimeout, Transport
 
 Upgrade = Callable[["UpgradedStream"], Awaitable[None]]
 
 
-def replayed_head(event: h11.Request) -> bytes:
-    """The request head as bytes again (h11 lowercased the names; values are untouched)."""
+def replayed_head(event: RequestHead) -> bytes:
+    """The request head as bytes again (names lowercased by the parser; values are untouched)."""
     lines = [b"%s %s HTTP/%s" % (event.method, event.target, event.http_version)]
     lines += [name + b": " + value for name, value in event.headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
