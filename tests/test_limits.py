@@ -64,6 +64,21 @@ async def test_chunked_body_is_counted_and_cut_at_the_limit() -> None:
         await _still_serving(running)
 
 
+async def test_a_chunk_size_beyond_64_bits_is_413_and_closed() -> None:
+    """llhttp refuses a chunk size of 2**64 or more as it reads it; h11 takes it and reads on
+    until the body limit: both answer 413 (the wire differential test allows this one gap)."""
+    probe = Probe()
+    async with serve(build_app(probe), max_body_bytes=1000) as running:
+        client = await running.connect()
+        head = raw_request("POST", "/echo", headers=[("transfer-encoding", "chunked")])
+        await client.send(head + b"f" * 18 + b"\r\n" + b"x" * 1500)
+        reply = await client.read_reply()
+        assert reply.status == 413 and reply.headers["connection"] == "close"
+        assert probe.bodies == []
+        assert await client.closed_by_server()
+        await _still_serving(running)
+
+
 async def test_chunked_body_within_limit_is_read() -> None:
     async with serve(build_app(Probe())) as running:
         client = await running.connect()
