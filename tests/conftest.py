@@ -20,8 +20,9 @@ import trio
 import yaml
 
 from trio_router import App, Settings
-from trio_router.http.server import Server, bind_listener
+from trio_router.http.server import bind_listener
 from trio_router.observability.otel import SpanRecorder
+from trio_router.serving import Server
 
 
 @dataclass

@@ -11,8 +11,9 @@ from tests.conftest import raw_request, server_socket_pair
 from trio_router import Settings
 from trio_router.http.connection import HTTPConnection
 from trio_router.http.context import ServerContext
-from trio_router.http.server import Server, bind_listener
+from trio_router.http.server import bind_listener
 from trio_router.runtime.executor import HandlerRuntime
+from trio_router.serving import Server
 
 
 def _start(nursery: trio.Nursery, probe: Probe, results: list[bool], **settings: object) -> tuple[Server, int]:

@@ -6,11 +6,12 @@ from .client.upstream import ResponseTooLarge
 from .errors import DropConnection, HTTPError
 from .http.request import Request
 from .http.response import Response, problem
-from .http.server import Server, bind_listener
+from .http.server import bind_listener
 from .openapi.document import SpecError
 from .openapi.multipart import UploadedFile
 from .runtime.bridge import BridgeError, await_, in_handler, sleep
 from .security.verifiers import InvalidCredentials, Principal
+from .serving import Server
 from .settings import Settings
 from .streaming.event_stream import EventStream, StreamError, StreamOutcome
 from .streaming.guarded_answer import export_verdicts, guard_answer

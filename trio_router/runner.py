@@ -20,9 +20,10 @@ import trio
 from .app import App
 from .builtins import BuiltinEndpoints
 from .cors import CorsPolicy
-from .http.server import Server, bind_listener, listener_url
+from .http.server import bind_listener, listener_url
 from .openapi.document import SpecError, SpecProblem
 from .openapi.served import with_error_responses
+from .serving import Server
 from .settings import Settings
 from .wire.choice import resolve as resolve_parser
 

@@ -27,9 +27,9 @@ import trio
 from hypothesis import strategies as st
 
 from .app import App
-from .http.server import Server
 from .openapi.document import SpecDocument, child
 from .openapi.schemas import SchemaCompiler
+from .serving import Server
 from .settings import Settings
 
 BASE_URL = "http://testserver"

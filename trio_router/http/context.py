@@ -12,9 +12,6 @@ from ..observability.metrics import UNMATCHED, RequestStats
 from ..observability.otel import SpanRecorder
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
-from ..streaming.guardrails.evaluator import GuardrailPolicy
-from ..streaming.guardrails.policy import operation_policy
-from ..streaming.guardrails.sinks import VerdictExporter
 from ..wire.choice import ServerParserFactory, server_parser_factory
 from .protocol import DateHeader
 from .watcher import Spawn, WatchDelay
@@ -49,19 +46,15 @@ class ServerContext:
     shutting_down: bool = False
     websockets: int = 0  # open WebSocket sessions (at most settings.max_websockets)
     spans: SpanRecorder | None = None  # OpenTelemetry export, when enabled
-    verdicts: VerdictExporter | None = None  # guardrail verdicts -> SIEM sinks and metrics
-    _policies: dict[str, GuardrailPolicy | None] = field(default_factory=dict)
+    # What the server composed above the HTTP layer carries along, opaque here: the guardrails
+    # (streaming/guardrails/service.py) that streams and guarded answers reach through the request.
+    guardrails: object = None
     watch_delay: WatchDelay = field(init=False)  # when disconnect watchers start (watcher.py)
     parser: ServerParserFactory = field(init=False)  # each connection's parser (settings.http)
 
     def __post_init__(self) -> None:
         self.watch_delay = WatchDelay(self.spawn_helper)
         self.parser = server_parser_factory(self.settings.http)
-
-    def guardrail_policy(self, extension: object = None) -> GuardrailPolicy | None:
-        """The compiled policy for an operation's ``x-guardrails`` over the settings' policy
-        (None: no guardrails). Each distinct policy is compiled once per server."""
-        return operation_policy(self.settings.guardrails, extension, self._policies)
 
     def record_exchange(
         self, request: Request | None, method: str, status: int, seconds: float, size: int | None, client: str

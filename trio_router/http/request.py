@@ -202,7 +202,7 @@ class Request:
 
     @property
     def server(self) -> ServerContext:
-        """What the connections of this server share (guardrail policies, verdict sinks, counters)."""
+        """What the connections of this server share (counters, settings, and the guardrails the server composed)."""
         return self._connection.context
 
     @property

@@ -21,7 +21,6 @@ from ..observability.access_log import AccessLog
 from ..observability.otel import otlp_recorder
 from ..runtime.executor import HandlerRuntime
 from ..settings import Settings
-from ..streaming.guardrails.sinks import VerdictExporter, open_sinks
 from .connection import HTTPConnection
 from .context import Application, ServerContext
 from .request import Request
@@ -65,7 +64,7 @@ def listener_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class Server:
+class HTTPServer:
     """Serves an app on already-bound listening sockets until ``shutdown()``."""
 
     def __init__(self, app: Application, settings: Settings, worker_name: str | None = None) -> None:
@@ -76,7 +75,6 @@ class Server:
         self._shutdown_requested = trio.Event()
         self._drained = trio.Event()
         self.context: ServerContext | None = None
-        self.verdict_sinks = open_sinks(settings.guardrail_sinks)  # before serving: a bad sink stops startup
         self.spans = otlp_recorder(settings.otel_sample_ratio, settings.otel_service_name) if settings.otel else None
         self.cancelled_requests = 0
         self._helpers: trio.Nursery | None = None
@@ -90,7 +88,7 @@ class Server:
         self._shutdown_requested.set()
 
     async def serve(
-        self, listeners: list[socket.socket], *, task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED
+        self, listeners: list[socket.socket], *, task_status: trio.TaskStatus[HTTPServer] = trio.TASK_STATUS_IGNORED
     ) -> bool:
         """Serve until shutdown; True when every in-flight request finished within the grace period.
         The listeners are closed in the end, also when the server is cancelled (one an app runs
@@ -101,7 +99,11 @@ class Server:
             for listener in listeners:
                 listener.close()
 
-    async def _serve(self, listeners: list[socket.socket], task_status: trio.TaskStatus[Server]) -> bool:
+    def compose(self, context: ServerContext) -> None:
+        """Attach what a server composed above the HTTP layer adds (serving.Server: the
+        guardrails) to the context its connections share, before the first connection."""
+
+    async def _serve(self, listeners: list[socket.socket], task_status: trio.TaskStatus[HTTPServer]) -> bool:
         async with trio.open_nursery() as helpers:
             self._helpers = helpers
             context = ServerContext(
@@ -109,7 +111,7 @@ class Server:
             )
             self.context = context
             self.app.stats = context.stats  # App.count lands in this server's metrics
-            context.verdicts = VerdictExporter(self.verdict_sinks, context.stats)
+            self.compose(context)
             context.spans = self.spans
             if self.settings.access_log:
                 context.access_log = AccessLog(self.settings.access_log_max_per_second)

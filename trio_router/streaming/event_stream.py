@@ -24,6 +24,7 @@ from ..http.request import Request
 from ..http.response import Response
 from ..runtime.current import current_request
 from .guardrails.events import GuardedEvents
+from .guardrails.service import of as guardrails_of
 from .sse import KEEPALIVE, Event, encode, terminal
 
 log = logging.getLogger("trio_router.streaming")
@@ -107,7 +108,8 @@ def event_stream_response(
     ``grace`` seconds more for the connection to send the terminal event."""
     settings = request.settings
     keepalive = stream.keepalive if stream.keepalive is not None else settings.sse_keepalive_interval
-    policy = request.server.guardrail_policy(guardrails) if stream.guardrails else None
+    server_guardrails = guardrails_of(request) if stream.guardrails else None
+    policy = server_guardrails.policy(guardrails) if server_guardrails is not None else None
     guard = GuardedEvents(policy, deadline=request.deadline) if policy is not None else None
     pump = _Pump(stream.source, request, keepalive, settings.sse_buffer_events, request.deadline, guard)
     pump.on_close = stream.on_close
@@ -250,7 +252,8 @@ class _Pump:
     def _export(self) -> None:
         assert self._guard is not None
         verdicts = self._guard.take_verdicts()
-        exporter = self._request.server.verdicts
+        server_guardrails = guardrails_of(self._request)
+        exporter = server_guardrails.verdicts if server_guardrails is not None else None
         if verdicts and exporter is not None:
             request = self._request
             exporter.export(verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)

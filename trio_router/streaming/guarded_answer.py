@@ -18,6 +18,7 @@ from ..http.response import NOT_JSON, Response
 from ..runtime.bridge import in_handler, sleep
 from .guardrails.answers import SLICE, check_answer
 from .guardrails.evaluator import Verdict
+from .guardrails.service import of as guardrails_of
 
 _JSON = (b"application/json", b"application/problem+json")
 
@@ -43,7 +44,8 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
     extension = request.guardrails
     if response.guardrails is not None or not answers_guarded(extension) or response.stream is not None:
         return response
-    policy = request.server.guardrail_policy(extension)
+    server_guardrails = guardrails_of(request)
+    policy = server_guardrails.policy(extension) if server_guardrails is not None else None
     if policy is None or not 200 <= response.status < 300 or not _is_json(response):
         return response
     if value is None:
@@ -65,7 +67,8 @@ def guard_answer(request: Request, response: Response, value: Any = None) -> Res
 def export_verdicts(request: Request, verdicts: list[Verdict]) -> None:
     """Verdicts an app's own check found (a prompt's, say), to the server's sinks and metrics
     as the stream's and the answers' go, with the request's id, operation and tenant."""
-    exporter = request.server.verdicts
+    server_guardrails = guardrails_of(request)
+    exporter = server_guardrails.verdicts if server_guardrails is not None else None
     if verdicts and exporter is not None:
         exporter.export(verdicts, request_id=request.id, operation=request.operation, tenant=request.tenant)
 
