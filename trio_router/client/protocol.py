@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ..wire.interface import NEED_DATA, Marker
+
 MAX_HEAD = 64 * 1024
 _MAX_CHUNK_LINE = 1024
 
@@ -43,18 +45,7 @@ class Head:
         self.headers = headers
 
 
-class _Marker:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA: Final = _Marker("NEED_DATA")
-END: Final = _Marker("END")  # the response is complete
+END: Final = Marker("END")  # the response is complete
 
 # Parser states
 _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
@@ -116,7 +107,7 @@ class ResponseParser:
         """After END: the server keeps the connection open and sent nothing unasked."""
         return self._state == _DONE and self._keep_alive and not self._buffer and not self._eof
 
-    def next_event(self) -> Head | bytes | _Marker:
+    def next_event(self) -> Head | bytes | Marker:
         state = self._state
         if state == _HEAD:
             return self._head()
@@ -139,7 +130,7 @@ class ResponseParser:
             return NEED_DATA
         return END
 
-    def _head(self) -> Head | bytes | _Marker:
+    def _head(self) -> Head | bytes | Marker:
         while True:
             buffer = self._buffer
             end = _HEAD_END.search(buffer)
@@ -212,7 +203,7 @@ class ResponseParser:
         else:
             self._state, self._keep_alive = _UNTIL_CLOSE, False
 
-    def _counted_body(self) -> bytes | _Marker:
+    def _counted_body(self) -> bytes | Marker:
         remaining = self._remaining
         if remaining == 0:
             if self._state == _CHUNK_DATA:
@@ -248,7 +239,7 @@ class ResponseParser:
         del buffer[: end + 1]
         return line
 
-    def _chunk_size(self) -> bytes | _Marker:
+    def _chunk_size(self) -> bytes | Marker:
         line = self._line()
         if line is None:
             return NEED_DATA
@@ -262,7 +253,7 @@ class ResponseParser:
         self._state, self._remaining = _CHUNK_DATA, size
         return self._counted_body()
 
-    def _chunk_end(self) -> bytes | _Marker:
+    def _chunk_end(self) -> bytes | Marker:
         line = self._line()
         if line is None:
             return NEED_DATA
@@ -271,7 +262,7 @@ class ResponseParser:
         self._state = _CHUNK_SIZE_LINE
         return self._chunk_size()
 
-    def _trailers(self) -> _Marker:
+    def _trailers(self) -> Marker:
         while True:
             line = self._line()
             if line is None:

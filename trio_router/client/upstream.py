@@ -23,7 +23,8 @@ import httpx
 import trio
 
 from ..http.transport import PeerGone, SendTimeout, Transport
-from .protocol import END, NEED_DATA, Head, ProtocolError, ResponseParser, encode_request
+from ..wire.interface import NEED_DATA
+from .protocol import END, Head, ProtocolError, ResponseParser, encode_request
 
 _RECEIVE = 65536
 _READS_PER_YIELD = 16

@@ -14,7 +14,9 @@ from __future__ import annotations
 from typing import Final, Protocol
 
 
-class _Marker:
+class Marker:
+    """A named sentinel among a parser's events (server and client side alike)."""
+
     __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
@@ -24,9 +26,9 @@ class _Marker:
         return self._name
 
 
-NEED_DATA: Final = _Marker("NEED_DATA")  # nothing more until more bytes arrive
-END_OF_BODY: Final = _Marker("END_OF_BODY")  # the request body is complete
-CLOSED: Final = _Marker("CLOSED")  # the client closed cleanly between requests
+NEED_DATA: Final = Marker("NEED_DATA")  # nothing more until more bytes arrive
+END_OF_BODY: Final = Marker("END_OF_BODY")  # the request body is complete
+CLOSED: Final = Marker("CLOSED")  # the client closed cleanly between requests
 
 
 class RequestHead:
