@@ -55,8 +55,8 @@ class HttptoolsServer:
         "_events",
         "_expects_continue",
         "_head_bytes",
-        "_head_data",
         "_head_only",
+        "_head_parts",
         "_headers",
         "_in_head",
         "_keep_alive",
@@ -85,7 +85,7 @@ class HttptoolsServer:
         self._completed = 0  # messages llhttp has parsed to their end
         self._in_head = False
         self._head_bytes = 0
-        self._head_data = b""
+        self._head_parts: list[bytes] = []
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._reset_exchange()
@@ -127,7 +127,7 @@ class HttptoolsServer:
         method = parser.get_method()
         headers = self._headers
         problem = method_and_version_problem(method, version) or _head_problem(headers, version)
-        if problem is None and b"%s %s HTTP/%s\r\n" % (method, self._url, version) not in self._head_data:
+        if problem is None and b"%s %s HTTP/%s\r\n" % (method, self._url, version) not in self._head_data():
             # llhttp takes "GET /  HTTP/1.1" (two spaces); h11, and RFC 9112 3, do not
             problem = refuse(400, "malformed request line")
         if problem is not None:
@@ -161,9 +161,12 @@ class HttptoolsServer:
             self._paused += data
             return
         continues_head = self._in_head
-        # the bytes of a head in progress (and what preceded it in its first read): only for the
-        # words of an error, and bounded by the head limit below
-        self._head_data = self._head_data + data if continues_head else data
+        # the reads of a head in progress (the first may begin with what preceded it): for the
+        # request line's check and the words of an error; bounded by the head limit below
+        if continues_head:
+            self._head_parts.append(data)
+        else:
+            self._head_parts = [data]
         completed = self._completed
         try:
             self._parser.feed_data(data)
@@ -175,15 +178,23 @@ class HttptoolsServer:
             if self._error is None:  # not ours: re-raise what the callback raised
                 raise exc.__context__ or exc  # noqa: B904
         except httptools.HttpParserError as exc:
-            self._error = _parse_error(str(exc), self._head_data, self._completed > completed)
+            self._error = _parse_error(str(exc), self._head_data(), self._completed > completed)
             if self._error is None:
-                self._undecided = self._head_data.lstrip(b"\r\n")
+                self._undecided = self._head_data().lstrip(b"\r\n")
         if self._in_head and self._error is None:
             self._head_bytes = self._head_bytes + len(data) if continues_head else self._seen_head_bytes()
             if self._head_bytes > self._max_header_bytes:
                 # as h11's limit on an incomplete head: 414 if the request line has not ended
                 line = b"GET " + self._url + (b" HTTP/1.1\n" if self._headers else b"")
                 self._error = oversized_head(line, self._max_target_bytes)
+
+    def _head_data(self) -> bytes:
+        """The reads of the head in progress as one (joined once per head: a head dribbled in
+        many reads costs no more than one that came whole)."""
+        parts = self._head_parts
+        if len(parts) > 1:
+            parts[:] = [b"".join(parts)]
+        return parts[0]
 
     def _seen_head_bytes(self) -> int:
         """The size of the incomplete head as far as llhttp has reported it (a header it has not
